@@ -1,1 +1,23 @@
-"""The model zoo."""
+"""The model zoo: ``create_model(name)`` builds a registered network, ``list_models()`` names them.
+
+Each family module registers its builders when imported, so each is imported here by name.
+"""
+
+from cnnlab.models import alexnet, darknet, googlenet, lenet, mlp, resnet, vgg  # noqa: F401
+from cnnlab.models.registry import (
+    ModelInfo,
+    ModelSpec,
+    create_model,
+    get_model_spec,
+    list_models,
+    register_model,
+)
+
+__all__ = [
+    "ModelInfo",
+    "ModelSpec",
+    "create_model",
+    "get_model_spec",
+    "list_models",
+    "register_model",
+]

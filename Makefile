@@ -1,0 +1,39 @@
+# make run  : set up .venv (first time) and run the main job, the lecture tour
+# make test : set up .venv with the dev extra (first time), lint, and run the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The CPU wheel of this version lies on this project's machines; other versions download gigabytes.
+TORCH_PIN := torch==2.13.0
+
+.PHONY: run test lint format clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install --quiet $(TORCH_PIN)
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet $(TORCH_PIN) -e '.[dev]'
+	touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/cnnlab tour
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+test: lint
+	$(BIN)/python -m pytest -n 2 -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

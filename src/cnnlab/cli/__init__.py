@@ -1,0 +1,45 @@
+"""The ``cnnlab`` command: parses arguments, calls the Python API, prints the result.
+
+One module per command group (``explain``, ``zoo``, ``tour``), all thin. Every command takes
+``--json``. Bad input (a ``ValueError`` or ``FileNotFoundError`` from the library) is printed as
+one line on stderr, without a traceback, and exits with status 2.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+import cnnlab
+from cnnlab.cli.common import out
+from cnnlab.cli.explain import explain_app
+from cnnlab.cli.tour import tour_command
+from cnnlab.cli.zoo import models_command, summary_command
+
+app = typer.Typer(
+    name="cnnlab",
+    help="A workbench for convolutional neural networks and the hardware that runs them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.add_typer(explain_app, name="explain")
+app.command("models")(models_command)
+app.command("summary")(summary_command)
+app.command("tour")(tour_command)
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    """A workbench for convolutional neural networks and the hardware that runs them."""
+    if version:
+        out.print(f"cnnlab {cnnlab.__version__}")
+        raise typer.Exit()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,101 @@
+"""`cnnlab models` and `cnnlab summary`: the model zoo and its Keras/Darknet-style tables."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from cnnlab.cli.common import out, parse_shape, print_json, user_errors
+from cnnlab.models import get_model_spec, list_models
+from cnnlab.summary import format_darknet, format_keras, summarize
+
+
+class SummaryStyle(str, Enum):
+    keras = "keras"
+    darknet = "darknet"
+
+
+@user_errors
+def models_command(
+    pattern: Annotated[
+        str | None, typer.Argument(help="Shell-style filter such as 'resnet*'.")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The model zoo: every registered model with its input, parameters and FLOPs."""
+    rows = model_zoo(pattern)
+    if json_output:
+        print_json(rows)
+        return
+    out.print(zoo_table(rows))
+
+
+def model_zoo(pattern: str | None = None) -> list[dict[str, Any]]:
+    rows = []
+    for name in list_models(pattern):
+        spec, result = get_model_spec(name), summarize(name)
+        rows.append(
+            {
+                "name": name,
+                "input": list(spec.input_shape),
+                "classes": spec.num_classes,
+                "params": result.total_params,
+                "trainable_params": result.trainable_params,
+                "forward_gflops": result.forward_flops / 1e9,
+                "description": spec.description,
+            }
+        )
+    return rows
+
+
+def zoo_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="cnnlab model zoo", title_justify="left")
+    for column, justify in (
+        ("model", "left"),
+        ("input", "right"),
+        ("classes", "right"),
+        ("params", "right"),
+        ("GFLOPs", "right"),
+        ("what", "left"),
+    ):
+        table.add_column(column, justify=justify, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["name"],
+            "x".join(map(str, row["input"])),
+            str(row["classes"]),
+            f"{row['params']:,}",
+            f"{row['forward_gflops']:.3g}",
+            row["description"],
+        )
+    return table
+
+
+@user_errors
+def summary_command(
+    model: Annotated[str, typer.Argument(help="A model name from `cnnlab models`.")],
+    style: Annotated[
+        SummaryStyle, typer.Option(help="keras: Keras's model.summary(); darknet: Darknet's table.")
+    ] = SummaryStyle.keras,
+    input_size: Annotated[
+        str | None,
+        typer.Option("--input", help="Per-sample input C,H,W; defaults to the model's own."),
+    ] = None,
+    num_classes: Annotated[int | None, typer.Option(help="Override the class count.")] = None,
+    in_channels: Annotated[int | None, typer.Option(help="Override the input channels.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """A model's layers, output shapes, parameters and FLOPs, in Keras or Darknet style."""
+    kwargs = {k: v for k, v in (("num_classes", num_classes), ("in_channels", in_channels)) if v}
+    shape = parse_shape(input_size)
+    if shape is None and "in_channels" in kwargs:
+        _, height, width = get_model_spec(model).input_shape
+        shape = (kwargs["in_channels"], height, width)
+    result = summarize(model, shape, **kwargs)
+    if json_output:
+        print_json(result.to_dict())
+        return
+    out.print(format_keras(result) if style is SummaryStyle.keras else format_darknet(result))
