@@ -373,6 +373,7 @@ def format_keras(result: ModelSummary) -> str:
     name_width = max([28, *(len(n) + 2 for n in names)])
     shape_width = max([26, *(len(s) + 2 for s in shapes)])
     width = name_width + shape_width + 12
+    forward, training = result.forward_flops, result.training_flops
     lines = [f'Model: "{result.model_name}"', "_" * width]
     lines.append(f"{' Layer (type)':<{name_width}}{'Output Shape':<{shape_width}}Param #")
     lines.append("=" * width)
@@ -385,15 +386,16 @@ def format_keras(result: ModelSummary) -> str:
         f"Non-trainable params: {result.non_trainable_params:,}",
         "_" * width,
         f"Input (per sample): {'x'.join(map(str, result.input_shape))}",
-        f"Forward FLOPs per sample: {_human(result.forward_flops)}FLOPs ({result.forward_flops:,})",
-        f"Training FLOPs per sample (forward + backward): {_human(result.training_flops)}FLOPs",
+        f"Forward FLOPs per sample: {human_count(forward)}FLOPs ({forward:,})",
+        f"Training FLOPs per sample (forward + backward): {human_count(training)}FLOPs",
         f"Params size: {result.param_bytes / 2**20:.2f} MiB; "
         f"activations per sample: {result.activation_bytes / 2**20:.2f} MiB",
     ]
     return "\n".join(lines)
 
 
-def _human(value: float) -> str:
+def human_count(value: float) -> str:
+    """1549312 -> "1.55 M": a count with an SI prefix, for FLOPs and parameters."""
     for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if value >= scale:
             return f"{value / scale:.2f} {unit}"

@@ -31,14 +31,22 @@ app.command("summary")(summary_command)
 app.command("tour")(tour_command)
 
 
-@app.callback()
-def main_callback(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
-) -> None:
-    """A workbench for convolutional neural networks and the hardware that runs them."""
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         out.print(f"cnnlab {cnnlab.__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """A workbench for convolutional neural networks and the hardware that runs them."""
 
 
 def main() -> None:

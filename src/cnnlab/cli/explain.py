@@ -85,7 +85,9 @@ def conv_request(
     b = base.b if bias is None else np.full(w.shape[0], bias)
     request = ConvExample(
         name=base.name if input_file is None and not kernels else "user",
-        title=base.title if input_file is None and not kernels else f"{input_file or base.name}",
+        title=base.title
+        if input_file is None and not kernels
+        else f"convolution of {input_file or base.name}",
         x=x,
         w=w,
         b=b,
@@ -192,7 +194,9 @@ def render_conv(
                 matrix_table(first.padded_input[c], f"input{suffix}", (top, left, kh, kw))
             )
             panels.append(matrix_table(trace_channel.window, "window"))
-            panels.append(matrix_table(trace_channel.kernel, f"kernel{suffix}"))
+            panels.append(
+                matrix_table(trace_channel.kernel, f"kernel {c + 1}" if suffix else "kernel")
+            )
             out.print(Columns(panels, padding=(0, 4)))
             panels = []
     for trace, name in zip(traces, names or [None] * len(traces), strict=True):

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from cnnlab.cli.common import out, parse_shape, print_json, user_errors
 from cnnlab.models import get_model_spec, list_models
-from cnnlab.summary import format_darknet, format_keras, summarize
+from cnnlab.summary import format_darknet, format_keras, human_count, summarize
 
 
 class SummaryStyle(str, Enum):
@@ -52,25 +52,28 @@ def model_zoo(pattern: str | None = None) -> list[dict[str, Any]]:
 
 
 def zoo_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="cnnlab model zoo", title_justify="left")
-    for column, justify in (
-        ("model", "left"),
-        ("input", "right"),
-        ("classes", "right"),
-        ("params", "right"),
-        ("GFLOPs", "right"),
-        ("what", "left"),
-    ):
-        table.add_column(column, justify=justify, overflow="fold")
-    for row in rows:
-        table.add_row(
+    """One line per model; only the description is shortened when the terminal is narrow."""
+    cells = [
+        (
             row["name"],
             "x".join(map(str, row["input"])),
             str(row["classes"]),
-            f"{row['params']:,}",
-            f"{row['forward_gflops']:.3g}",
+            f"{row['trainable_params']:,}",
+            f"{human_count(row['forward_gflops'] * 1e9)}",
             row["description"],
         )
+        for row in rows
+    ]
+    table = Table(title="cnnlab model zoo", title_justify="left")
+    headers = ("model", "input", "classes", "params", "FLOPs")
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    for i, (header, width) in enumerate(zip(headers, widths, strict=True)):
+        table.add_column(header, justify="left" if i == 0 else "right", min_width=width)
+    # Each column costs its width plus 3 characters of border and padding.
+    room = max(16, out.width - sum(widths) - 3 * (len(widths) + 1) - 1)
+    table.add_column("what", no_wrap=True, overflow="ellipsis", max_width=room)
+    for row in cells:
+        table.add_row(*row)
     return table
 
 

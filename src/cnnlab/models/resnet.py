@@ -139,8 +139,8 @@ def _register(depth: int) -> None:
         f"resnet{depth}",
         input_shape=(3, 224, 224),
         num_classes=1000,
-        description=f"ResNet-{depth}: {sum(blocks_per_stage)} {block.__name__.lower()} blocks "
-        "with skip connections",
+        description=f"ResNet-{depth}: {sum(blocks_per_stage)} "
+        f"{'basic' if block is BasicBlock else 'bottleneck'} residual blocks (skip connections)",
         reference=RESNET_REFERENCE,
     )(build)
 
