@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # The CPU wheel of this version lies on this project's machines; other versions download gigabytes.
 TORCH_PIN := torch==2.13.0
+CODE := $(wildcard src tests benchmarks)
 
 .PHONY: run test lint format clean
 
@@ -25,12 +26,12 @@ run: $(VENV)/.installed
 	$(BIN)/cnnlab tour
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff format --check src tests benchmarks
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check $(CODE)
+	$(BIN)/ruff check $(CODE)
 
 format: $(VENV)/.installed-dev
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format $(CODE)
+	$(BIN)/ruff check --fix $(CODE)
 
 test: lint
 	$(BIN)/python -m pytest -n 2 -q
