@@ -1,0 +1,168 @@
+"""`cnnlab data list|info|fetch`: where the datasets are, what is in them, and fetching them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from cnnlab.cli.common import out, print_json, user_errors
+from cnnlab.data import fetch_dataset, get_entry, load_dataset, locate_datasets, save_sample_grid
+from cnnlab.data.download import terminal_progress
+
+data_app = typer.Typer(
+    name="data",
+    help="Datasets: where they are found, what is in them, and fetching them.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", help="A folder holding the dataset's files; looked at before anything else."
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+@data_app.command("list")
+@user_errors
+def list_command(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="A folder with a sub-folder per dataset, looked at first."),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Every known dataset: found where (data-dir, cache, system, bundled), or how to get it."""
+    rows = dataset_rows(data_dir)
+    if json_output:
+        print_json(rows)
+        return
+    out.print(datasets_table(rows))
+    missing = [row for row in rows if not row["found"]]
+    for row in missing:
+        out.print(f"{row['name']} is not here. Three ways to get it: {escape(row['how_to_get'])}")
+    if not missing:
+        out.print("Every dataset is present.")
+    out.print("Your own images: the name folder:PATH, with one sub-folder of images per class")
+
+
+def dataset_rows(data_dir: Path | None = None) -> list[dict[str, Any]]:
+    rows = []
+    for location in locate_datasets(data_dir):
+        entry = get_entry(location.name)
+        rows.append(
+            {
+                "name": location.name,
+                "found": location.found,
+                "source": location.source,
+                "path": str(location.path) if location.path else None,
+                "image_shape": list(entry.shape),
+                "train_count": entry.train_count,
+                "test_count": entry.test_count,
+                "classes": len(entry.classes),
+                "description": entry.description,
+                "how_to_get": location.how_to_get,
+            }
+        )
+    return rows
+
+
+def datasets_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="cnnlab datasets", title_justify="left")
+    for header, justify in (
+        ("dataset", "left"),
+        ("image", "right"),
+        ("train", "right"),
+        ("test", "right"),
+        ("classes", "right"),
+        ("where", "left"),
+    ):
+        table.add_column(header, justify=justify, overflow="fold")
+    for row in rows:
+        c, h, w = row["image_shape"]
+        where = (
+            f"{escape(row['path'])} ({row['source']})" if row["found"] else "[dim]not present[/]"
+        )
+        table.add_row(
+            row["name"],
+            f"{h}x{w}x{c}",
+            f"{row['train_count']:,}",
+            f"{row['test_count']:,}",
+            str(row["classes"]),
+            where,
+        )
+    return table
+
+
+@data_app.command("info")
+@user_errors
+def info_command(
+    name: Annotated[str, typer.Argument(help="A dataset from `cnnlab data list`, or folder:PATH.")],
+    data_dir: DataDirOption = None,
+    grid: Annotated[
+        Path | None,
+        typer.Option("--grid", help="Write a PNG with samples of every class, one row each."),
+    ] = None,
+    per_class: Annotated[int, typer.Option(help="Samples per class in the --grid.")] = 8,
+    json_output: JsonOption = False,
+) -> None:
+    """Counts, image shape, classes with their counts, and mean/std of a dataset."""
+    with terminal_progress() as progress:
+        dataset = load_dataset(name, data_dir=data_dir, progress=progress)
+    info = dataset.describe()
+    if grid is not None:
+        info["grid"] = str(save_sample_grid(dataset, grid, per_class=per_class))
+    if json_output:
+        print_json(info)
+        return
+    c, h, w = info["image_shape"]
+    mean = ", ".join(f"{v:.4f}" for v in info["mean"])
+    std = ", ".join(f"{v:.4f}" for v in info["std"])
+    out.print(f"[bold]{escape(info['name'])}[/]  from {escape(info['source'])}")
+    out.print(f"  images   {h}x{w}x{c} (C,H,W = {c},{h},{w}), uint8")
+    out.print(f"  train    {info['train_count']:,}")
+    out.print(f"  test     {info['test_count']:,}")
+    out.print(f"  mean     {mean}   std {std}   (0..1 units, per channel, training images)")
+    out.print(f"  flip ok  {'yes' if info['flip_ok'] else 'no'} (horizontal flip as augmentation)")
+    table = Table(title=f"{len(info['classes'])} classes", title_justify="left")
+    for header, justify in (("label", "right"), ("name", "left"), ("train", "right")):
+        table.add_column(header, justify=justify)
+    table.add_column("test", justify="right")
+    for label, class_name in enumerate(info["classes"]):
+        table.add_row(
+            str(label),
+            escape(class_name),
+            f"{info['train_class_counts'][label]:,}",
+            f"{info['test_class_counts'][label]:,}",
+        )
+    out.print(table)
+    if grid is not None:
+        out.print(f"Wrote {escape(info['grid'])} ({per_class} samples per class)")
+
+
+@data_app.command("fetch")
+@user_errors
+def fetch_command(
+    name: Annotated[str, typer.Argument(help="A dataset from `cnnlab data list`.")],
+    json_output: JsonOption = False,
+) -> None:
+    """Download a dataset into the cache ($CNNLAB_HOME, default ~/.cache/cnnlab), verified."""
+    with terminal_progress() as progress:
+        resolved = fetch_dataset(name, progress=progress)
+    result = {"name": resolved.name, "path": str(resolved.path), "source": resolved.source}
+    if json_output:
+        print_json(result)
+        return
+    messages = {
+        "download": f"{name}: downloaded and verified into {resolved.path}",
+        "cache": f"{name}: already in the cache at {resolved.path}",
+        "bundled": f"{name}: bundled with scikit-learn ({resolved.path}); nothing to fetch",
+    }
+    out.print(escape(messages[resolved.source]))
