@@ -1,0 +1,201 @@
+"""`cnnlab train`: train a zoo model on a dataset with its recipe, or resume a run.
+
+Every option defaults to "not given": the model's recipe (``cnnlab.train.default_config``)
+supplies the value, and only the flags the user typed override it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cnnlab.cli.common import err, out, print_json, user_errors
+from cnnlab.train import (
+    TrainingDiverged,
+    TrainingInterrupted,
+    TrainResult,
+    default_config,
+    load_checkpoint,
+    resume,
+    train,
+)
+from cnnlab.train.config import Optimizer, Precision, Schedule
+
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+DIVERGED_EXIT = 1
+
+
+def parse_model_args(items: list[str] | None) -> dict[str, Any]:
+    """``["width=512", "dropout=0.2"]`` to ``{"width": 512, "dropout": 0.2}``."""
+    kwargs: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--model-arg expects KEY=VALUE, like width=512. Received: {item!r}")
+        lowered = text.strip().lower()
+        if lowered in ("true", "false"):
+            kwargs[key.strip()] = lowered == "true"
+            continue
+        try:
+            kwargs[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            kwargs[key.strip()] = text
+    return kwargs
+
+
+@user_errors
+def train_command(
+    model: Annotated[
+        str | None,
+        typer.Argument(metavar="MODEL", help="A model of the zoo (see `cnnlab models`)."),
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", help="Dataset name (see `cnnlab data list`).")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the training set.")] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Stop after this many optimizer steps in all.")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Images per step.")] = None,
+    optimizer: Annotated[Optimizer | None, typer.Option(help="The optimizer.")] = None,
+    lr: Annotated[float | None, typer.Option(help="(Peak) learning rate.")] = None,
+    momentum: Annotated[float | None, typer.Option(help="SGD momentum.")] = None,
+    nesterov: Annotated[
+        bool | None, typer.Option("--nesterov/--no-nesterov", help="Nesterov momentum (SGD).")
+    ] = None,
+    weight_decay: Annotated[
+        float | None, typer.Option("--weight-decay", help="Weight decay.")
+    ] = None,
+    schedule: Annotated[Schedule | None, typer.Option(help="Learning-rate schedule.")] = None,
+    label_smoothing: Annotated[
+        float | None, typer.Option("--label-smoothing", help="Label smoothing, in [0, 1).")
+    ] = None,
+    augment: Annotated[
+        bool | None,
+        typer.Option("--augment/--no-augment", help="Random shifts (and flips where they fit)."),
+    ] = None,
+    val_split: Annotated[
+        float | None,
+        typer.Option("--val-split", help="Fraction of the training set held out for validation."),
+    ] = None,
+    patience: Annotated[
+        int | None,
+        typer.Option(
+            help="Early stopping: epochs without a better val accuracy (needs --val-split)."
+        ),
+    ] = None,
+    grad_clip: Annotated[
+        float | None, typer.Option("--grad-clip", help="Clip the gradient norm to this value.")
+    ] = None,
+    precision: Annotated[
+        Precision | None, typer.Option(help="fp32, or bf16/fp16 autocast.")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed: weights, order, augmentation.")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Run folder (default runs/MODEL-DATA-YYYYmmdd-HHMMSS)."),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Folder that holds the dataset's files.")
+    ] = None,
+    model_arg: Annotated[
+        list[str] | None,
+        typer.Option("--model-arg", help="KEY=VALUE for the model builder, e.g. width=512."),
+    ] = None,
+    resume_dir: Annotated[
+        Path | None,
+        typer.Option("--resume", help="Continue the run in this folder from its checkpoint."),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Train MODEL on --data NAME, or continue a run with --resume RUN_DIR."""
+    given = {
+        "epochs": epochs,
+        "steps": steps,
+        "batch_size": batch_size,
+        "optimizer": optimizer,
+        "lr": lr,
+        "momentum": momentum,
+        "nesterov": nesterov,
+        "weight_decay": weight_decay,
+        "schedule": schedule,
+        "label_smoothing": label_smoothing,
+        "augment": augment,
+        "val_split": val_split,
+        "patience": patience,
+        "grad_clip": grad_clip,
+        "precision": precision,
+        "device": device,
+        "seed": seed,
+        "threads": threads,
+        "out": str(out_dir) if out_dir is not None else None,
+        "data_dir": str(data_dir) if data_dir is not None else None,
+        "model_kwargs": parse_model_args(model_arg) or None,
+    }
+    given = {key: value for key, value in given.items() if value is not None}
+    console = err if json_output else out
+
+    def log(text: str) -> None:
+        console.print(text, markup=False, highlight=False)
+
+    try:
+        if resume_dir is not None:
+            if given or data is not None:
+                flags = [f"--{key.replace('_', '-')}" for key in given]
+                flags += ["--data"] if data is not None else []
+                raise ValueError(
+                    "--resume takes every setting from the run's checkpoint; remove "
+                    f"{', '.join(flags)}. Received: --resume {resume_dir}"
+                )
+            if model is not None:
+                load_checkpoint(resume_dir, expect_model=model)
+            result = resume(resume_dir, print_fn=log)
+        else:
+            if model is None:
+                raise ValueError(
+                    "cnnlab train needs a MODEL (see `cnnlab models`) or --resume RUN_DIR"
+                )
+            if data is None:
+                raise ValueError(
+                    f"cnnlab train {model} needs --data NAME (see `cnnlab data list`), "
+                    "e.g. --data digits"
+                )
+            result = train(default_config(model, data, **given), print_fn=log)
+    except TrainingInterrupted:
+        raise typer.Exit(INTERRUPTED_EXIT) from None  # the library said how to resume
+    except TrainingDiverged as error:
+        err.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+        raise typer.Exit(DIVERGED_EXIT) from None
+    plots = _plots(result)
+    if json_output:
+        print_json({**result.to_dict(), "plots": [str(result.run_dir / p) for p in plots]})
+        return
+    _print_result(result, plots)
+
+
+def _plots(result: TrainResult) -> list[str]:
+    try:
+        return list(json.loads(result.report.read_text())["files"]["plots"])
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def _print_result(result: TrainResult, plots: list[str]) -> None:
+    val = result.best_val_accuracy
+    best = f" (best val accuracy {val:.2%})" if val is not None else ""
+    epochs = f"{result.epochs_run} epoch{'s' if result.epochs_run != 1 else ''}"
+    out.print(f"test accuracy {result.test_accuracy:.2%} after {epochs}{best}")
+    out.print(
+        f"time: training {result.train_seconds:.2f} s ({result.images_per_second:,.0f} images/s), "
+        f"evaluation {result.eval_seconds:.2f} s"
+    )
+    out.print(f"report: {result.report}")
+    if plots:
+        out.print(f"plots: {', '.join(plots)} in {result.run_dir}")

@@ -1,0 +1,25 @@
+"""Training: ``train(config)``, ``resume(run_dir)``, ``evaluate_model``, recipes and checkpoints.
+
+A run writes one folder: ``checkpoint.pt`` (every epoch, atomically), ``metrics.jsonl`` (one
+line per epoch), ``report.json`` and the plots at the end.
+"""
+
+from cnnlab.train.checkpoint import load_checkpoint
+from cnnlab.train.config import TrainConfig
+from cnnlab.train.evaluate import EvalResult, evaluate_model
+from cnnlab.train.loop import TrainingDiverged, TrainingInterrupted, resume, train
+from cnnlab.train.recipes import default_config
+from cnnlab.train.report import TrainResult
+
+__all__ = [
+    "EvalResult",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "default_config",
+    "evaluate_model",
+    "load_checkpoint",
+    "resume",
+    "train",
+]

@@ -1,0 +1,555 @@
+"""The training loop: ``train(config)`` starts a run, ``resume(run_dir)`` continues one.
+
+One loop for every device (DESIGN principle 2): the data lives on the device as uint8 and
+``DeviceBatches`` slices, normalises and augments it there; bf16/fp16 are an autocast switch.
+A checkpoint is written atomically at the end of every epoch and at a step boundary on
+Ctrl-C. Every source of randomness is either derived from (seed, epoch, step) (batch order,
+augmentation) or saved in the checkpoint (the generators dropout draws from), so a resumed
+run on the same machine ends with exactly the weights of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.data import load_dataset
+from cnnlab.data.device import Augmentation, DeviceBatches, InputAdapter, Normalization
+from cnnlab.models import create_model
+from cnnlab.train import report as reports
+from cnnlab.train.checkpoint import (
+    BEST_NAME,
+    CHECKPOINT_NAME,
+    METRICS_NAME,
+    REPORT_NAME,
+    RunState,
+    append_jsonl,
+    atomic_write,
+    checkpoint_file,
+    load_checkpoint,
+    new_run_dir,
+    save_checkpoint,
+    write_jsonl,
+)
+from cnnlab.train.config import TrainConfig
+from cnnlab.train.evaluate import (
+    AUTOCAST_DTYPES,
+    EvalResult,
+    evaluate_model,
+    resolve_device,
+    synchronize,
+)
+from cnnlab.train.recipes import build_optimizer, build_scheduler
+from cnnlab.train.report import TrainingDiverged, TrainingInterrupted, TrainResult
+
+PrintFn = Callable[[str], None]
+EpochCallback = Callable[[dict[str, Any]], None]
+# Steps between looks at the loss: each look waits for the device, so not after every step.
+NONFINITE_CHECK_EVERY = 50
+
+
+def train(
+    config: TrainConfig,
+    *,
+    progress: bool = True,
+    on_epoch: EpochCallback | None = None,
+    print_fn: PrintFn | None = None,
+) -> TrainResult:
+    """Train ``config.model`` on ``config.data``; write the run folder; return the result.
+
+    ``print_fn`` receives one line per epoch and the notes of the run (silent when None);
+    ``on_epoch`` receives each epoch's metrics dict; ``progress`` shows a bar on stderr when
+    stderr is a terminal. Raises ``TrainingInterrupted`` (a KeyboardInterrupt) after saving a
+    checkpoint on Ctrl-C, and ``TrainingDiverged`` when the loss becomes NaN or infinite.
+    """
+    wall_start = time.perf_counter()
+    log = print_fn or _silent
+    run_dir = new_run_dir(config.out, model=config.model, data=config.data)
+    config = dataclasses.replace(config, out=str(run_dir))
+    with _torch_threads(config.threads):
+        run = _build(config, run_dir, log)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _save(run)  # epoch 0, step 0: a kill during the first epoch can be resumed too
+        (run_dir / METRICS_NAME).touch()
+        log(f"run folder: {run_dir}")
+        return _fit(run, progress=progress, on_epoch=on_epoch, log=log, wall_start=wall_start)
+
+
+def resume(
+    run_dir: str | Path,
+    *,
+    progress: bool = True,
+    on_epoch: EpochCallback | None = None,
+    print_fn: PrintFn | None = None,
+) -> TrainResult:
+    """Continue the run in ``run_dir`` (or from a checkpoint file) where its checkpoint stopped.
+
+    Everything comes from the checkpoint. A finished run is left as it is and its stored
+    result returned.
+    """
+    wall_start = time.perf_counter()
+    log = print_fn or _silent
+    file = checkpoint_file(run_dir)
+    checkpoint = load_checkpoint(file)
+    folder = file.parent.resolve()
+    try:
+        config = TrainConfig(**checkpoint["config"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{file}: its stored config is not valid here ({error})") from None
+    config = dataclasses.replace(config, out=str(folder))
+    if checkpoint["finished"] and (folder / REPORT_NAME).exists():
+        result = TrainResult.from_checkpoint(folder, checkpoint)
+        log(
+            f"{folder} is already finished ({result.epochs_run} epochs, test accuracy "
+            f"{result.test_accuracy:.2%}); nothing to resume. Its report: {result.report}"
+        )
+        return result
+    for name in (CHECKPOINT_NAME, BEST_NAME, METRICS_NAME, REPORT_NAME):
+        for stale in folder.glob(f".{name}.*.tmp"):  # left by a process killed while writing
+            stale.unlink()
+    with _torch_threads(config.threads):
+        run = _build(config, folder, log, checkpoint=checkpoint, source=file)
+        write_jsonl(folder / METRICS_NAME, run.metrics)  # drop lines after the checkpoint
+        if not run.finished:
+            log(f"resuming {folder} at epoch {run.epoch + 1}, step {run.step}")
+        return _fit(run, progress=progress, on_epoch=on_epoch, log=log, wall_start=wall_start)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """``torch.set_num_threads`` for the run, and the caller's setting back afterwards."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _silent(text: str) -> None:
+    """The default ``print_fn``: the library prints nothing unless asked to."""
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)  # every device's default generator
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def _build(
+    config: TrainConfig,
+    run_dir: Path,
+    log: PrintFn,
+    *,
+    checkpoint: dict[str, Any] | None = None,
+    source: Path | None = None,
+) -> RunState:
+    """Data, model, optimizer, schedule and batches for ``config``; state from ``checkpoint``."""
+    device = resolve_device(config.device)
+    dataset = load_dataset(config.data, data_dir=config.data_dir)
+    shape = tuple(int(v) for v in dataset.train_images.shape[1:])  # (C, H, W)
+    classes = [str(name) for name in dataset.classes]
+    if checkpoint is None:
+        mean, std = dataset.mean_std()
+        normalization = Normalization(tuple(map(float, mean)), tuple(map(float, std)))
+        model_kwargs = {"num_classes": len(classes), **config.model_kwargs}
+        _seed_everything(config.seed)  # the model's initial weights
+    else:
+        stored = checkpoint["data"]
+        if list(shape) != list(stored["shape"]) or classes != list(stored["classes"]):
+            raise ValueError(
+                f"{source}: the run was trained on {config.data} with images "
+                f"{'x'.join(map(str, stored['shape']))} and {len(stored['classes'])} classes, "
+                f"but {config.data} now loads {'x'.join(map(str, shape))} and {len(classes)}"
+            )
+        normalization = Normalization(**{k: tuple(v) for k, v in stored["normalization"].items()})
+        if checkpoint["model"]["name"] != config.model:
+            raise ValueError(
+                f"{source} holds model {checkpoint['model']['name']!r} but its config says "
+                f"{config.model!r}: the file is not a consistent cnnlab checkpoint"
+            )
+        model_kwargs = dict(checkpoint["model"]["kwargs"])
+    if model_kwargs.get("num_classes") != len(classes):
+        raise ValueError(
+            f"{config.data} has {len(classes)} classes, but the model was asked for "
+            f"num_classes={model_kwargs.get('num_classes')!r}"
+        )
+    model = create_model(config.model, **model_kwargs)
+    adapter = _input_adapter(shape, model.cnnlab.input_shape, config)
+    model_shape = _shape(model.cnnlab.input_shape)
+    if adapter.description == "none":
+        log(f"input: {config.data} images are {_shape(shape)}, as {config.model} expects")
+    else:
+        log(
+            f"input: {config.data} {_shape(shape)} adapted to {config.model} {model_shape} "
+            f"({adapter.description})"
+        )
+    model.to(device)
+
+    train_images, train_labels, val = _split(dataset, config.val_split, config.seed)
+    batches = DeviceBatches(
+        train_images,
+        train_labels,
+        batch_size=config.batch_size,
+        device=device,
+        normalization=normalization,
+        adapter=adapter,
+        augmentation=Augmentation(flip=dataset.flip_ok) if config.augment else None,
+        shuffle=True,
+        seed=config.seed,
+        # A last batch of one image breaks batch norm; dropping the remainder (a different
+        # part of the data each epoch) is harmless when there is more than one batch.
+        drop_last=train_labels.shape[0] > config.batch_size,
+    )
+    total_steps = config.epochs * len(batches)
+    if config.steps is not None:
+        total_steps = min(total_steps, config.steps)
+    optimizer = build_optimizer(model, config)
+    scheduler = build_scheduler(optimizer, config, total_steps)
+    use_scaler = config.precision == "fp16" and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+    run = RunState(
+        config=config,
+        run_dir=run_dir,
+        device=device,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        batches=batches,
+        normalization=normalization,
+        adapter=adapter,
+        data_info={
+            "name": config.data,
+            "shape": list(shape),
+            "normalization": {"mean": list(normalization.mean), "std": list(normalization.std)},
+            "classes": classes,
+            "adaptation": adapter.description,
+        },
+        val=None if val is None else (val[0].to(device), val[1].to(device)),
+        test=(dataset.test_images.to(device), dataset.test_labels.to(device)),
+        total_steps=total_steps,
+    )
+    if checkpoint is not None:
+        run.restore(checkpoint, source)
+    return run
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
+
+
+def _input_adapter(
+    data_shape: tuple[int, ...], model_shape: tuple[int, ...], config: TrainConfig
+) -> InputAdapter:
+    try:
+        return InputAdapter(tuple(data_shape), tuple(model_shape))
+    except ValueError as error:
+        raise ValueError(
+            f"{config.data} images ({_shape(data_shape)}) cannot be fed to {config.model}, which "
+            f"expects {_shape(model_shape)} (C x H x W): {error}"
+        ) from None
+
+
+def _split(dataset: Any, fraction: float, seed: int) -> tuple[Any, Any, Any]:
+    """Hold out ``fraction`` of the training set for validation, by a seeded permutation."""
+    images, labels = dataset.train_images, dataset.train_labels
+    if fraction == 0:
+        return images, labels, None
+    count = labels.shape[0]
+    held = round(fraction * count)
+    if not 0 < held < count:
+        raise ValueError(
+            f"val_split={fraction!r} of {count} training images leaves {held} for validation "
+            f"and {count - held} for training; both must be at least one"
+        )
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+    val_index, train_index = order[:held].sort().values, order[held:].sort().values
+    return images[train_index], labels[train_index], (images[val_index], labels[val_index])
+
+
+def _save(run: RunState) -> None:
+    save_checkpoint(run.checkpoint(), run.run_dir / CHECKPOINT_NAME)
+    run.saved_at = (run.epoch, run.step)
+
+
+class _StopRequest:
+    """Set by the SIGINT handler; the loop stops at the next step boundary."""
+
+    requested = False
+
+
+@contextlib.contextmanager
+def _sigint_stops(stop: _StopRequest) -> Iterator[None]:
+    """The first Ctrl-C asks the loop to stop cleanly; a second one interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def request_stop(signum: int, frame: Any) -> None:
+        stop.requested = True
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@dataclass
+class _EpochSteps:
+    """What one pass of training steps added up to (device tensors until read)."""
+
+    start_step: int
+    start_global_step: int
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    first_nonfinite: torch.Tensor  # the global step whose loss was first NaN/inf, or -1
+    images: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+
+
+def _train_step(run: RunState, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[Any, Any]:
+    config, dtype = run.config, AUTOCAST_DTYPES[run.config.precision]
+    with torch.autocast(run.device.type, dtype=dtype, enabled=dtype is not None):
+        logits = run.model(inputs)
+    loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.last_lr = run.optimizer.param_groups[0]["lr"]
+    if run.scaler is None:
+        loss.backward()
+        if config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(run.model.parameters(), config.grad_clip)
+        run.optimizer.step()
+    else:
+        run.scaler.scale(loss).backward()
+        if config.grad_clip is not None:
+            run.scaler.unscale_(run.optimizer)
+            nn.utils.clip_grad_norm_(run.model.parameters(), config.grad_clip)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    run.scheduler.step()
+    return loss.detach(), logits.detach()
+
+
+def _train_steps(run: RunState, stop: _StopRequest, bar: Any) -> _EpochSteps:
+    """Steps from (epoch, step) to the end of the epoch, the step cap, a NaN, or Ctrl-C."""
+    device, steps_per_epoch = run.device, len(run.batches)
+    done = _EpochSteps(
+        start_step=run.step,
+        start_global_step=run.global_step,
+        loss_sum=torch.zeros((), device=device),
+        correct=torch.zeros((), dtype=torch.int64, device=device),
+        first_nonfinite=torch.full((), -1, dtype=torch.int64, device=device),
+    )
+    task = None
+    if bar is not None:
+        description = f"epoch {run.epoch + 1}/{run.config.epochs}"
+        task = bar.add_task(description, total=steps_per_epoch, completed=run.step)
+    run.model.train()
+    synchronize(device)
+    start = time.perf_counter()
+    for inputs, labels in run.batches.epoch(run.epoch, start_step=run.step):
+        loss, logits = _train_step(run, inputs, labels)
+        done.loss_sum += loss * labels.shape[0]
+        done.correct += (logits.argmax(dim=1) == labels).sum()
+        bad = (done.first_nonfinite < 0) & ~torch.isfinite(loss)
+        done.first_nonfinite = torch.where(bad, run.global_step, done.first_nonfinite)
+        run.step, run.global_step = run.step + 1, run.global_step + 1
+        done.images += labels.shape[0]
+        if task is not None:
+            bar.advance(task)
+        if run.global_step % NONFINITE_CHECK_EVERY == 0 and done.first_nonfinite.item() >= 0:
+            break
+        if run.global_step >= run.total_steps or stop.requested:
+            break
+    synchronize(device)
+    done.seconds = time.perf_counter() - start
+    if task is not None:
+        bar.remove_task(task)
+    more = run.step < steps_per_epoch and run.global_step < run.total_steps
+    done.interrupted = stop.requested and more
+    return done
+
+
+def _check_finite(run: RunState, done: _EpochSteps) -> None:
+    """Raise TrainingDiverged if a loss was NaN/inf or the weights are; nothing is saved then."""
+    bad_step = int(done.first_nonfinite.item())  # 0-based global step
+    if bad_step >= 0:
+        step = done.start_step + bad_step - done.start_global_step + 1
+        what = "the loss became NaN or infinite"
+    elif not all(bool(torch.isfinite(p).all()) for p in run.model.parameters()):
+        step, bad_step = run.step, run.global_step - 1
+        what = "the weights became NaN or infinite"
+    else:
+        return
+    config = run.config
+    tips = [f"a lower --lr (this run: {config.lr:g})"]
+    if config.precision != "fp32":
+        tips.append(f"--precision fp32 (this run: {config.precision})")
+    if config.grad_clip is None:
+        tips.append("gradient clipping (--grad-clip 1.0)")
+    if config.schedule != "onecycle":
+        tips.append("a schedule that warms up (--schedule onecycle)")
+    epoch, saved_step = run.saved_at
+    raise TrainingDiverged(
+        f"Training stopped: {what} at epoch {run.epoch + 1}, step {step} of "
+        f"{len(run.batches)} (global step {bad_step + 1}). The last good checkpoint "
+        f"(after {epoch} epochs and {saved_step} steps) is kept in "
+        f"{run.run_dir / CHECKPOINT_NAME}. Try {', '.join(tips)}.",
+        run_dir=run.run_dir,
+        epoch=run.epoch + 1,
+        step=step,
+    )
+
+
+def _evaluate(run: RunState, images: torch.Tensor, labels: torch.Tensor) -> EvalResult:
+    return evaluate_model(
+        run.model,
+        images,
+        labels,
+        normalization=run.normalization,
+        adapter=run.adapter,
+        device=run.device,
+        num_classes=len(run.data_info["classes"]),
+        batch_size=run.config.eval_batch_size,
+        precision=run.config.precision,
+    )
+
+
+def _epoch_record(
+    run: RunState, done: _EpochSteps, val: EvalResult | None, test: EvalResult
+) -> dict[str, Any]:
+    images = max(done.images, 1)
+    record = {
+        "epoch": run.epoch + 1,
+        "loss": done.loss_sum.item() / images,
+        "train_accuracy": done.correct.item() / images,
+        "val_accuracy": None if val is None else val.accuracy,
+        "test_accuracy": test.accuracy,
+        "lr": run.last_lr,
+        "epoch_seconds": done.seconds,
+        "eval_seconds": test.seconds + (0.0 if val is None else val.seconds),
+        "images_per_second": done.images / done.seconds if done.seconds > 0 else 0.0,
+        "val_loss": None if val is None else val.loss,
+        "test_loss": test.loss,
+        "steps": run.global_step - done.start_global_step,
+        "images": done.images,
+    }
+    if done.start_step:
+        record["resumed_at_step"] = done.start_step  # loss and accuracy cover the rest only
+    return record
+
+
+def _update_best(run: RunState, val: EvalResult | None, test: EvalResult) -> bool:
+    """Track the best validation accuracy; True when early stopping says stop."""
+    if val is None:
+        return False
+    patience, epoch = run.config.patience, run.epoch + 1
+    if run.best is None or val.accuracy > run.best["val_accuracy"]:
+        run.best = {
+            "epoch": epoch,
+            "val_accuracy": val.accuracy,
+            "test_accuracy": test.accuracy,
+            "restored": False,
+        }
+        if patience is not None:
+            run.best_state = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+            state = run.best_state
+            atomic_write(run.run_dir / BEST_NAME, lambda file: torch.save(state, file))
+        return False
+    return patience is not None and epoch - run.best["epoch"] >= patience
+
+
+def _fit(
+    run: RunState,
+    *,
+    progress: bool,
+    on_epoch: EpochCallback | None,
+    log: PrintFn,
+    wall_start: float,
+) -> TrainResult:
+    config, stop = run.config, _StopRequest()
+    metrics_file, test = run.run_dir / METRICS_NAME, None
+    with _sigint_stops(stop), reports.progress_bar(progress) as bar:
+        while not run.finished:
+            done = _train_steps(run, stop, bar)
+            _check_finite(run, done)
+            if done.interrupted:
+                _save(run)
+                log(
+                    f"interrupted: checkpoint saved after step {run.step} of "
+                    f"{len(run.batches)} in epoch {run.epoch + 1}. "
+                    f"Resume with: cnnlab train --resume {run.run_dir}"
+                )
+                raise TrainingInterrupted(run.run_dir, run.epoch, run.step)
+            val = None if run.val is None else _evaluate(run, *run.val)
+            test = _evaluate(run, *run.test)
+            record = _epoch_record(run, done, val, test)
+            stop_early = _update_best(run, val, test)
+            run.epoch, run.step = run.epoch + 1, 0
+            run.metrics.append(record)
+            out_of_steps = run.epoch >= config.epochs or run.global_step >= run.total_steps
+            run.finished = stop_early or out_of_steps
+            if run.finished and _restore_best(run, log):
+                test = None  # evaluate the restored weights below
+            if stop_early:
+                log(f"early stopping: no better val accuracy for {config.patience} epochs")
+            _save(run)
+            append_jsonl(metrics_file, record)
+            log(reports.epoch_line(record, config.epochs))
+            if on_epoch is not None:
+                on_epoch(record)
+            if stop.requested and not run.finished:
+                log(f"interrupted after epoch {run.epoch}: cnnlab train --resume {run.run_dir}")
+                raise TrainingInterrupted(run.run_dir, run.epoch, 0)
+    return _finish(run, test, log=log, wall_start=wall_start)
+
+
+def _restore_best(run: RunState, log: PrintFn) -> bool:
+    """With early stopping on, end with the best weights by validation accuracy."""
+    best = run.best
+    if run.config.patience is None or best is None or best["epoch"] == run.epoch:
+        return False
+    if run.best_state is None:
+        raise FileNotFoundError(f"{run.run_dir / BEST_NAME} is missing: cannot restore the best")
+    run.model.load_state_dict(run.best_state)
+    best["restored"] = True
+    log(
+        f"restored the weights of epoch {best['epoch']}, the best by val accuracy "
+        f"({best['val_accuracy']:.2%})"
+    )
+    return True
+
+
+def _finish(
+    run: RunState, test: EvalResult | None, *, log: PrintFn, wall_start: float
+) -> TrainResult:
+    """report.json and the plots; ``test`` is the final weights' evaluation, if already done."""
+    extra_eval = 0.0
+    if test is None:
+        test = _evaluate(run, *run.test)
+        extra_eval = test.seconds
+    result = TrainResult.from_checkpoint(
+        run.run_dir, run.checkpoint(), test_accuracy=test.accuracy, extra_eval_seconds=extra_eval
+    )
+    wall_seconds = time.perf_counter() - wall_start
+    reports.write_run_report(run, test, result, wall_seconds=wall_seconds, log=log)
+    return result

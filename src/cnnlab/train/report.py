@@ -1,0 +1,359 @@
+"""What a run tells its user: the progress bar, the result or the reason it stopped, and at the
+end ``report.json`` (accuracy, confusion, speed, FLOPs, context) and the plots.
+
+Every number carries its context (DESIGN principle 6): cnnlab version and git commit, torch
+version, device name, precision, batch size, seed, threads, wall time and what the training
+clock excludes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import platform
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import cnnlab
+from cnnlab.data.device import preprocess
+from cnnlab.train.checkpoint import REPORT_NAME, RunState, write_json
+
+PrintFn = Callable[[str], None]
+REPORT_FORMAT = "cnnlab-train-report"
+EXCLUDED_FROM_TRAINING_CLOCK = (
+    "train_seconds counts the optimizer steps only (the device synchronised before each clock "
+    "read); it excludes loading the data, building the model, evaluation (eval_seconds), "
+    "checkpoints, the report and the plots. wall_seconds is all the time this process took, "
+    "from the call of train/resume to the final evaluation (before the report and plots)."
+)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training: a checkpoint was saved at a step boundary; resume continues."""
+
+    def __init__(self, run_dir: Path, epoch: int, step: int) -> None:
+        self.run_dir, self.epoch, self.step = Path(run_dir), epoch, step
+        super().__init__(
+            f"interrupted at epoch {epoch + 1}, step {step}; the checkpoint is saved. "
+            f"Resume with: cnnlab train --resume {run_dir}"
+        )
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights became NaN or infinite; the last good checkpoint is kept.
+
+    ``epoch`` and ``step`` (within the epoch) count from 1, as in the message.
+    """
+
+    def __init__(self, message: str, *, run_dir: Path, epoch: int, step: int) -> None:
+        super().__init__(message)
+        self.run_dir, self.epoch, self.step = Path(run_dir), epoch, step
+
+
+@dataclass(frozen=True, repr=False)
+class TrainResult:
+    """What a run achieved; the details are in ``report`` (report.json) and its folder."""
+
+    run_dir: Path
+    test_accuracy: float
+    best_val_accuracy: float | None
+    epochs_run: int
+    train_seconds: float  # optimizer steps only
+    eval_seconds: float  # validation and test evaluations
+    images_per_second: float  # training images per second of train_seconds
+    metrics: tuple[dict[str, Any], ...]  # one dict per epoch, as in metrics.jsonl
+    report: Path
+    early_stopped: bool = False
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        run_dir: Path,
+        checkpoint: dict[str, Any],
+        *,
+        test_accuracy: float | None = None,
+        extra_eval_seconds: float = 0.0,
+    ) -> TrainResult:
+        """The result a checkpoint records; ``test_accuracy`` of the final weights if known."""
+        metrics, best = checkpoint["metrics"], checkpoint["best"]
+        if test_accuracy is None:
+            restored = best is not None and best["restored"]
+            test_accuracy = best["test_accuracy"] if restored else metrics[-1]["test_accuracy"]
+        seconds = sum(record["epoch_seconds"] for record in metrics)
+        images = sum(record["images"] for record in metrics)
+        patience = checkpoint["config"]["patience"]
+        stopped = (
+            checkpoint["finished"]
+            and patience is not None
+            and best is not None
+            and metrics[-1]["epoch"] - best["epoch"] >= patience
+        )
+        return cls(
+            run_dir=Path(run_dir),
+            test_accuracy=test_accuracy,
+            best_val_accuracy=None if best is None else best["val_accuracy"],
+            epochs_run=len(metrics),
+            train_seconds=seconds,
+            eval_seconds=sum(record["eval_seconds"] for record in metrics) + extra_eval_seconds,
+            images_per_second=images / seconds if seconds > 0 else 0.0,
+            metrics=tuple(metrics),
+            report=Path(run_dir) / REPORT_NAME,
+            early_stopped=bool(stopped),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_dir": str(self.run_dir),
+            "test_accuracy": self.test_accuracy,
+            "best_val_accuracy": self.best_val_accuracy,
+            "epochs_run": self.epochs_run,
+            "train_seconds": self.train_seconds,
+            "eval_seconds": self.eval_seconds,
+            "images_per_second": self.images_per_second,
+            "early_stopped": self.early_stopped,
+            "report": str(self.report),
+            "metrics": list(self.metrics),
+        }
+
+    def __repr__(self) -> str:
+        val = "" if self.best_val_accuracy is None else f", best_val={self.best_val_accuracy:.4f}"
+        return (
+            f"TrainResult({str(self.run_dir)!r}, test_accuracy={self.test_accuracy:.4f}{val}, "
+            f"epochs={self.epochs_run}, train={self.train_seconds:.2f} s, "
+            f"eval={self.eval_seconds:.2f} s, {self.images_per_second:,.0f} img/s)"
+        )
+
+
+def git_commit() -> dict[str, Any]:
+    """The commit of the repository cnnlab runs from, if it runs from a git checkout."""
+    package = Path(cnnlab.__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(package), *args],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    # An installed copy inside someone else's repository is not tracked by it: no commit then.
+    if git("ls-files", "--error-unmatch", "__init__.py") is None:
+        return {"commit": None, "dirty": None}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "dirty": bool(status) if status is not None else None,
+    }
+
+
+@functools.cache
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return f"Apple MPS ({platform.machine()})"
+    return cpu_name()
+
+
+def run_context(
+    device: torch.device, config: Any, *, wall_seconds: float, resumed: bool
+) -> dict[str, Any]:
+    """What produced the numbers; ``wall_seconds`` is this process's (a resumed run's last)."""
+    git = git_commit()
+    return {
+        "cnnlab_version": cnnlab.__version__,
+        "git_commit": git["commit"],
+        "git_dirty": git["dirty"],
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "device_name": device_name(device),
+        "precision": config.precision,
+        "parameter_dtype": "float32",
+        "batch_size": config.batch_size,
+        "seed": config.seed,
+        "threads": torch.get_num_threads(),
+        "wall_seconds": wall_seconds,
+        "resumed": resumed,
+        "excluded": EXCLUDED_FROM_TRAINING_CLOCK,
+    }
+
+
+def training_flops_per_image(model: nn.Module, input_shape: tuple[int, ...]) -> int | None:
+    """Forward + backward FLOPs per image (FlopCounterMode via ``cnnlab.summary``)."""
+    from cnnlab.summary import summary
+
+    try:
+        return int(summary(model, input_shape).training_flops)
+    except ValueError:
+        return None
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def build_report(
+    *,
+    checkpoint: dict[str, Any],
+    test: Any,
+    result: dict[str, Any],
+    flops_per_image: int | None,
+    context: dict[str, Any],
+) -> dict[str, Any]:
+    """The report dict; ``test`` is the final EvalResult, ``result`` the TrainResult as a dict."""
+    classes = list(checkpoint["data"]["classes"])
+    images = sum(record["images"] for record in checkpoint["metrics"])
+    total_flops = flops_per_image * images if flops_per_image is not None else None
+    seconds = result["train_seconds"]
+    return {
+        "format": REPORT_FORMAT,
+        "version": 1,
+        "model": checkpoint["model"],
+        "data": checkpoint["data"],
+        "config": checkpoint["config"],
+        "test_accuracy": test.accuracy,
+        "test_loss": test.loss,
+        "best_val_accuracy": result["best_val_accuracy"],
+        "best": checkpoint["best"],
+        "early_stopped": result["early_stopped"],
+        "classes": classes,
+        "per_class_accuracy": {
+            name: _finite_or_none(value)
+            for name, value in zip(classes, test.per_class_accuracy, strict=True)
+        },
+        "confusion": test.confusion.tolist(),  # rows = true class, columns = predicted
+        "epochs_run": result["epochs_run"],
+        "steps": checkpoint["global_step"],
+        "images_trained": images,
+        "train_seconds": seconds,
+        "eval_seconds": result["eval_seconds"],
+        "images_per_second": result["images_per_second"],
+        "training_flops_per_image": flops_per_image,
+        "training_flops_total": total_flops,
+        "achieved_flops_per_second": total_flops / seconds if total_flops and seconds else None,
+        "context": context,
+        "files": {"checkpoint": "checkpoint.pt", "metrics": "metrics.jsonl", "plots": []},
+    }
+
+
+def epoch_line(record: dict[str, Any], epochs: int) -> str:
+    val = record["val_accuracy"]
+    parts = [
+        f"epoch {record['epoch']}/{epochs}",
+        f"loss {record['loss']:.4f}",
+        f"train {record['train_accuracy']:.2%}",
+        *([f"val {val:.2%}"] if val is not None else []),
+        f"test {record['test_accuracy']:.2%}",
+        f"lr {record['lr']:.2e}",
+        f"{record['epoch_seconds']:.2f} s ({record['images_per_second']:,.0f} img/s)",
+        f"eval {record['eval_seconds']:.2f} s",
+    ]
+    return "  ".join(parts)
+
+
+def write_run_report(
+    run: RunState, test: Any, result: TrainResult, *, wall_seconds: float, log: PrintFn
+) -> Path:
+    """report.json, then the plots (and report.json again, listing them)."""
+    checkpoint = run.checkpoint()
+    report = build_report(
+        checkpoint=checkpoint,
+        test=test,
+        result=result.to_dict(),
+        flops_per_image=training_flops_per_image(run.model, tuple(run.model.cnnlab.input_shape)),
+        context=run_context(run.device, run.config, wall_seconds=wall_seconds, resumed=run.resumed),
+    )
+    path = write_json(run.run_dir / REPORT_NAME, report)
+    image = preprocess(run.test[0][:1], run.normalization, run.adapter)[0]  # (C, H, W)
+    plots = write_plots(
+        run.run_dir,
+        metrics=run.metrics,
+        confusion=test.confusion,
+        classes=run.data_info["classes"],
+        model=run.model,
+        image=image,
+        log=log,
+    )
+    if plots:
+        report["files"]["plots"] = plots
+        write_json(path, report)
+    return path
+
+
+def write_plots(
+    run_dir: Path,
+    *,
+    metrics: list[dict[str, Any]],
+    confusion: np.ndarray,
+    classes: list[str],
+    model: nn.Module,
+    image: torch.Tensor,
+    log: PrintFn,
+) -> list[str]:
+    """curves.png, confusion.png, kernels.png, features.png; the file names written."""
+    try:
+        from cnnlab.train import plots
+    except ImportError as error:
+        log(f"plots skipped: cnnlab.train.plots is not available ({error})")
+        return []
+    run_dir = Path(run_dir)
+    jobs = (
+        ("curves.png", lambda path: plots.plot_curves(metrics, path)),
+        ("confusion.png", lambda path: plots.plot_confusion(confusion, classes, path)),
+        ("kernels.png", lambda path: plots.plot_kernels(model, path)),
+        ("features.png", lambda path: plots.plot_features(model, image, path)),
+    )
+    written = []
+    for name, plot in jobs:
+        try:
+            written.append(plot(run_dir / name))
+        except ValueError as reason:  # a plot that does not apply, e.g. kernels of an MLP
+            log(f"{name} skipped: {reason}")
+    return [Path(path).name for path in written]
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool) -> Iterator[Any]:
+    """A rich progress bar on stderr, only when stderr is a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    console = Console(stderr=True)
+    with Progress(*columns, TimeRemainingColumn(), console=console, transient=True) as bar:
+        yield bar
