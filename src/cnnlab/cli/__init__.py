@@ -1,6 +1,7 @@
 """The ``cnnlab`` command: parses arguments, calls the Python API, prints the result.
 
-One module per command group (``explain``, ``zoo``, ``tour``), all thin. Every command takes
+One module per command group (``explain``, ``zoo``, ``data``, ``train``, ``predict``,
+``tour``), all thin. Every command takes
 ``--json``. Bad input (a ``ValueError`` or ``FileNotFoundError`` from the library) is printed as
 one line on stderr, without a traceback, and exits with status 2.
 """
@@ -13,8 +14,11 @@ import typer
 
 import cnnlab
 from cnnlab.cli.common import out
+from cnnlab.cli.data import data_app
 from cnnlab.cli.explain import explain_app
+from cnnlab.cli.predict import evaluate_command, predict_command
 from cnnlab.cli.tour import tour_command
+from cnnlab.cli.train import train_command
 from cnnlab.cli.zoo import models_command, summary_command
 
 app = typer.Typer(
@@ -28,6 +32,10 @@ app = typer.Typer(
 app.add_typer(explain_app, name="explain")
 app.command("models")(models_command)
 app.command("summary")(summary_command)
+app.add_typer(data_app, name="data")
+app.command("train")(train_command)
+app.command("evaluate")(evaluate_command)
+app.command("predict")(predict_command)
 app.command("tour")(tour_command)
 
 

@@ -1,0 +1,196 @@
+"""`cnnlab predict` and `cnnlab evaluate`: use a trained model on image files or on a dataset."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import torch
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+import cnnlab.train.predict as prediction
+from cnnlab.cli.common import err, out, print_json, user_errors
+from cnnlab.data import load_dataset
+from cnnlab.data.device import InputAdapter
+from cnnlab.train.evaluate import evaluate_model
+
+CONFUSION_MAX_CLASSES = 20  # larger matrices go to --json only; they do not fit a terminal
+
+DeviceOption = Annotated[
+    str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+class Split(str, Enum):
+    test = "test"
+    train = "train"
+
+
+@user_errors
+def predict_command(
+    checkpoint: Annotated[Path, typer.Argument(help="A run folder or its checkpoint.pt.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files: PNG, JPEG, BMP, ...")],
+    top: Annotated[int, typer.Option(min=1, help="How many classes to list per image.")] = 5,
+    invert: Annotated[
+        bool,
+        typer.Option(
+            help="Invert the images: dark drawings on light paper, for light-on-dark data (MNIST)."
+        ),
+    ] = False,
+    device: DeviceOption = "auto",
+    json_output: JsonOption = False,
+) -> None:
+    """Classify image files, Darknet-style: the top classes and the time of each forward pass."""
+    predictor = prediction.load(checkpoint, device=device)
+    results = prediction.predict_files(predictor, images, top=top, invert=invert)
+    if json_output:
+        print_json([result.to_dict() for result in results])
+    else:
+        for result in results:
+            if not result.ok:
+                err.print(f"[bold red]error:[/] {escape(result.error)}", markup=True)
+                continue
+            out.print(f"{result.path}: Predicted in {result.seconds:f} seconds.", markup=False)
+            for probability, name in result.top:
+                out.print(f"{100 * probability:5.2f}%: {name}", markup=False)
+    if not all(result.ok for result in results):
+        raise typer.Exit(1)
+
+
+@user_errors
+def evaluate_command(
+    run: Annotated[Path, typer.Argument(help="A run folder or a checkpoint file.")],
+    data: Annotated[
+        str | None,
+        typer.Option(help="Dataset name; default: the one the model was trained on."),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="A folder that holds the dataset's files.")
+    ] = None,
+    split: Annotated[Split, typer.Option(help="Which part of the dataset to score.")] = Split.test,
+    write_predictions: Annotated[
+        Path | None,
+        typer.Option(help="Write the predicted labels as a leaderboard CSV (id,label)."),
+    ] = None,
+    device: DeviceOption = "auto",
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 1024,
+    json_output: JsonOption = False,
+) -> None:
+    """Score a trained model on a dataset: accuracy, per-class accuracy, confusion matrix."""
+    predictor = prediction.load(run, device=device)
+    name = data or predictor.data_name
+    dataset = load_dataset(name, data_dir=data_dir)
+    if tuple(dataset.classes) != predictor.classes:
+        raise ValueError(
+            f"--data {name} has the classes {_names(dataset.classes)}, but the model in "
+            f"{predictor.checkpoint} was trained on {predictor.data_name} with "
+            f"{_names(predictor.classes)}: expected a dataset with the same classes"
+        )
+    images = torch.as_tensor(getattr(dataset, f"{split.value}_images"))
+    labels = torch.as_tensor(getattr(dataset, f"{split.value}_labels"))
+    adapter = predictor.adapter
+    if tuple(images.shape[1:]) != predictor.data_shape:
+        adapter = InputAdapter(tuple(images.shape[1:]), adapter.model_shape)
+    result = evaluate_model(
+        predictor.model,
+        images,
+        labels,
+        normalization=predictor.normalization,
+        adapter=adapter,
+        device=predictor.device,
+        batch_size=batch_size,
+        num_classes=len(predictor.classes),
+    )
+    written = (
+        prediction.write_predictions(result.predictions, write_predictions)
+        if write_predictions is not None
+        else None
+    )
+    report = _report(predictor, dataset.name, split.value, result, written)
+    if json_output:
+        print_json(report)
+        return
+    _print_report(report, adapter)
+
+
+def _report(
+    predictor: prediction.Predictor, data: str, split: str, result: Any, written: Path | None
+) -> dict[str, Any]:
+    samples = result.confusion.sum(axis=1)
+    return {
+        "checkpoint": str(predictor.checkpoint),
+        "model": predictor.model_name,
+        "trained_on": predictor.data_name,
+        "data": data,
+        "split": split,
+        "samples": result.samples,
+        "accuracy": result.accuracy,
+        "loss": result.loss,
+        "seconds": result.seconds,
+        "device": str(predictor.device),
+        "per_class": [
+            {
+                "class": name,
+                "samples": int(count),
+                "correct": int(result.confusion[i, i]),
+                "accuracy": None if np.isnan(acc) else float(acc),
+            }
+            for i, (name, count, acc) in enumerate(
+                zip(predictor.classes, samples, result.per_class_accuracy, strict=True)
+            )
+        ],
+        "confusion": result.confusion,
+        "predictions_file": str(written) if written else None,
+    }
+
+
+def _print_report(report: dict[str, Any], adapter: InputAdapter) -> None:
+    out.print(
+        f"{report['model']} on {report['data']} ({report['split']}, {report['samples']:,} images, "
+        f"{report['device']}): accuracy {100 * report['accuracy']:.2f}%, "
+        f"loss {report['loss']:.4f}, {report['seconds']:.2f} s",
+        markup=False,
+    )
+    out.print(f"input: {adapter.description}", markup=False)
+    table = Table(title="per-class accuracy", title_justify="left")
+    for header in ("class", "images", "correct", "accuracy"):
+        table.add_column(header, justify="left" if header == "class" else "right")
+    for row in report["per_class"]:
+        accuracy = "-" if row["accuracy"] is None else f"{100 * row['accuracy']:.2f}%"
+        table.add_row(escape(row["class"]), f"{row['samples']:,}", f"{row['correct']:,}", accuracy)
+    out.print(table)
+    confusion = report["confusion"]
+    if len(confusion) <= CONFUSION_MAX_CLASSES:
+        out.print(_confusion_table([row["class"] for row in report["per_class"]], confusion))
+    else:
+        out.print(f"confusion matrix: {len(confusion)} classes, see --json", markup=False)
+    if report["predictions_file"]:
+        out.print(f"predictions written to {report['predictions_file']}", markup=False)
+
+
+def _confusion_table(classes: list[str], confusion: np.ndarray) -> Table:
+    """Rows are the true classes, columns the predicted ones (numbered as the rows)."""
+    table = Table(
+        title="confusion matrix (rows: true class, columns: predicted)", title_justify="left"
+    )
+    table.add_column("true \\ predicted", justify="left")
+    for i in range(len(classes)):
+        table.add_column(str(i), justify="right")
+    for i, (name, row) in enumerate(zip(classes, confusion, strict=True)):
+        cells = [
+            f"[bold]{v:,}[/]" if j == i else (f"{v:,}" if v else ".") for j, v in enumerate(row)
+        ]
+        label = name if name == str(i) else f"{i} {name}"
+        table.add_row(escape(label), *cells)
+    return table
+
+
+def _names(classes: Any, limit: int = 6) -> str:
+    names = [str(c) for c in classes]
+    shown = ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+    return f"[{shown}] ({len(names)})"
