@@ -1,29 +1,44 @@
 """cnnlab: a workbench for convolutional neural networks and the hardware that runs them.
 
-The public API, re-exported from the subpackages:
+The public API:
 
 - models: ``create_model``, ``list_models``, ``register_model``, ``get_model_spec``
-- summaries: ``summary`` (of any module), ``summarize`` (of a zoo model by name),
+- summaries: ``summary(model)`` (any module), ``summarize(name)`` (a zoo model),
   ``format_keras``, ``format_darknet``
+- data: ``load_dataset``
+- training: ``train(TrainConfig(...))``, ``resume(run_dir)``, ``load(path)`` (a trained model,
+  ready to predict)
 - first principles: ``cnnlab.ops`` (``conv2d``, ``pool2d``, ``explain_conv``, ...)
-"""
 
-from cnnlab import ops
-from cnnlab.models import create_model, get_model_spec, list_models, register_model
-from cnnlab.summary import ModelSummary, format_darknet, format_keras, summarize, summary
+``cnnlab.summary`` and ``cnnlab.train`` are modules that can be called like their functions.
+"""
 
 __version__ = "0.1.0"
 
+from cnnlab import ops, summary, train
+from cnnlab.data import load_dataset
+from cnnlab.models import create_model, get_model_spec, list_models, register_model
+from cnnlab.summary import ModelSummary, format_darknet, format_keras, summarize
+from cnnlab.train import TrainConfig, TrainResult, resume
+from cnnlab.train.predict import Predictor, load
+
 __all__ = [
     "ModelSummary",
+    "Predictor",
+    "TrainConfig",
+    "TrainResult",
     "__version__",
     "create_model",
     "format_darknet",
     "format_keras",
     "get_model_spec",
     "list_models",
+    "load",
+    "load_dataset",
     "ops",
     "register_model",
+    "resume",
     "summarize",
     "summary",
+    "train",
 ]

@@ -20,6 +20,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
+from cnnlab.callable_module import make_callable
 from cnnlab.models import create_model
 
 
@@ -469,3 +470,6 @@ def summarize(name: str, input_size: Sequence[int] | None = None, **model_kwargs
     with torch.device("meta"):
         model = create_model(name, **model_kwargs)
     return summary(model, input_size)
+
+
+make_callable(__name__, "summary")  # cnnlab.summary(model) is cnnlab.summary.summary(model)

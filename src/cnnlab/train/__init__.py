@@ -4,6 +4,7 @@ A run writes one folder: ``checkpoint.pt`` (every epoch, atomically), ``metrics.
 line per epoch), ``report.json`` and the plots at the end.
 """
 
+from cnnlab.callable_module import make_callable
 from cnnlab.train.checkpoint import load_checkpoint
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.evaluate import EvalResult, evaluate_model
@@ -23,3 +24,5 @@ __all__ = [
     "resume",
     "train",
 ]
+
+make_callable(__name__, "train")  # cnnlab.train(config) is cnnlab.train.train(config)
