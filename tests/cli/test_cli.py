@@ -196,7 +196,7 @@ def test_models_lists_the_zoo():
 
 
 def test_tour_walks_the_lecture():
-    text = run("tour")
+    text = run("tour", "--no-train")
     for needle in (
         "5*60 + (-1)*113 + (-1)*73 = 114",
         "308 - 498 + 164 + 1 = -25",
@@ -206,6 +206,25 @@ def test_tour_walks_the_lecture():
         "60,192,808",
     ):
         assert needle in text
+
+
+def test_tour_trains_and_falls_back_to_digits(monkeypatch, tmp_path):
+    from cnnlab.cli import tour
+
+    def unreachable(name, **kwargs):
+        raise FileNotFoundError(f"dataset {name!r} is not available: three ways to get it ...")
+
+    monkeypatch.setattr(tour, "resolve_dataset", unreachable)
+    monkeypatch.chdir(tmp_path)  # the run folder goes to ./runs
+    result = runner.invoke(app, ["tour", "--data", "fashion-mnist", "--epochs", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "trains on scikit-learn's bundled digits instead" in result.stderr
+    data = json.loads(result.stdout)
+    training = data["training"]
+    assert training["data"] == "digits"
+    assert training["epochs_run"] == 1
+    assert training["test_accuracy"] > 0.2  # one epoch of 1,437 digits; chance is 0.1
+    assert Path(training["run_dir"]).parent == tmp_path / "runs"
 
 
 def test_python_dash_m_entry_point():

@@ -7,22 +7,70 @@ from typing import Annotated
 import typer
 from rich.rule import Rule
 
-from cnnlab.cli.common import out, print_json, user_errors
+from cnnlab.cli.common import err, out, print_json, user_errors
 from cnnlab.cli.explain import render_conv, render_pool
+from cnnlab.cli.train import print_result, result_plots
 from cnnlab.cli.zoo import model_zoo, zoo_table
+from cnnlab.data import resolve_dataset
+from cnnlab.data.download import terminal_progress
 from cnnlab.ops import SLIDE_2D, SLIDE_2D_STRIDE2, SLIDE_POOL_AVG, SLIDE_POOL_MAX, SLIDE_RGB
 from cnnlab.summary import format_darknet, format_keras, summarize
+from cnnlab.train import TrainResult, default_config, train
+
+TOUR_MODEL = "lenet-like"
+FALLBACK_DATA = "digits"  # bundled with scikit-learn: needs no download
+
+
+def pick_dataset(preferred: str) -> tuple[str, str | None]:
+    """``preferred`` if it can be found or fetched, else the bundled digits and why."""
+    if preferred == FALLBACK_DATA:
+        return preferred, None
+    try:
+        with terminal_progress() as progress:
+            resolve_dataset(preferred, progress=progress)
+    except (ValueError, OSError) as error:
+        return FALLBACK_DATA, f"{error}\nThe tour trains on scikit-learn's bundled digits instead."
+    return preferred, None
+
+
+def train_step(preferred: str, epochs: int | None, json_output: bool) -> tuple[TrainResult, str]:
+    """Train the slide's LeNet-like with its recipe: the training part of the tour."""
+    data, why = pick_dataset(preferred)
+    console = err if json_output else out
+    if why:
+        console.print(f"[yellow]{why}[/]")
+    overrides = {} if epochs is None else {"epochs": epochs}
+    config = default_config(TOUR_MODEL, data, **overrides)
+    console.print(f"cnnlab train {TOUR_MODEL} --data {data} --epochs {config.epochs}")
+
+    def log(text: str) -> None:
+        console.print(text, markup=False, highlight=False)
+
+    return train(config, print_fn=log), data
 
 
 @user_errors
 def tour_command(
+    train_model: Annotated[
+        bool, typer.Option("--train/--no-train", help="End by training the LeNet-like.")
+    ] = True,
+    data: Annotated[
+        str,
+        typer.Option(help="Dataset for the training step; digits if it cannot be found."),
+    ] = "fashion-mnist",
+    epochs: Annotated[
+        int | None, typer.Option(help="Epochs of the training step (default: the recipe's).")
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """A walk through the lecture: kernels, pooling, LeNet-like, Darknet19, the model zoo."""
+    """A walk through the lecture: kernels, pooling, LeNet-like, Darknet19, the zoo, training."""
     lenet, darknet = summarize("lenet-like"), summarize("darknet19")
     conv_examples = (SLIDE_2D, SLIDE_2D_STRIDE2, SLIDE_RGB)
     pools = (SLIDE_POOL_MAX, SLIDE_POOL_AVG)
     if json_output:
+        data_used, result = None, None
+        if train_model:
+            result, data_used = train_step(data, epochs, json_output=True)
         print_json(
             {
                 "convolution": {e.name: e.explain().to_dict() for e in conv_examples},
@@ -30,6 +78,7 @@ def tour_command(
                 "lenet-like": lenet.to_dict(),
                 "darknet19": darknet.to_dict(),
                 "models": model_zoo(),
+                "training": None if result is None else {"data": data_used, **result.to_dict()},
             }
         )
         return
@@ -57,7 +106,14 @@ def tour_command(
     out.print()
     out.print(Rule("7. The model zoo: LeNet to ResNet-152", align="left"))
     out.print(zoo_table(model_zoo()))
+    out.print()
+    if train_model:
+        out.print(Rule("8. Training the LeNet-like, data on the device", align="left"))
+        result, _ = train_step(data, epochs, json_output=False)
+        print_result(result, result_plots(result))
+        out.print()
     out.print(
-        "\nNext: cnnlab explain conv --input photo.png --kernel sobel-x --out maps.png, "
-        "cnnlab summary MODEL --style darknet, cnnlab --help"
+        "Next: cnnlab explain conv --input photo.png --kernel sobel-x --out maps.png, "
+        "cnnlab summary MODEL --style darknet, cnnlab data list, "
+        "cnnlab predict RUN_DIR image.png, cnnlab --help"
     )

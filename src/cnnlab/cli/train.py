@@ -173,21 +173,21 @@ def train_command(
     except TrainingDiverged as error:
         err.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
         raise typer.Exit(DIVERGED_EXIT) from None
-    plots = _plots(result)
+    plots = result_plots(result)
     if json_output:
         print_json({**result.to_dict(), "plots": [str(result.run_dir / p) for p in plots]})
         return
-    _print_result(result, plots)
+    print_result(result, plots)
 
 
-def _plots(result: TrainResult) -> list[str]:
+def result_plots(result: TrainResult) -> list[str]:
     try:
         return list(json.loads(result.report.read_text())["files"]["plots"])
     except (OSError, ValueError, KeyError):
         return []
 
 
-def _print_result(result: TrainResult, plots: list[str]) -> None:
+def print_result(result: TrainResult, plots: list[str]) -> None:
     val = result.best_val_accuracy
     best = f" (best val accuracy {val:.2%})" if val is not None else ""
     epochs = f"{result.epochs_run} epoch{'s' if result.epochs_run != 1 else ''}"
