@@ -93,6 +93,13 @@ def train_command(
     precision: Annotated[
         Precision | None, typer.Option(help="fp32, or bf16/fp16 autocast.")
     ] = None,
+    channels_last: Annotated[
+        bool | None,
+        typer.Option(
+            "--channels-last/--no-channels-last",
+            help="channels_last memory format (default: on for models with convolutions).",
+        ),
+    ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
     seed: Annotated[
         int | None, typer.Option(help="Random seed: weights, order, augmentation.")
@@ -132,6 +139,7 @@ def train_command(
         "patience": patience,
         "grad_clip": grad_clip,
         "precision": precision,
+        "channels_last": channels_last,
         "device": device,
         "seed": seed,
         "threads": threads,

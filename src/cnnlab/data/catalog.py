@@ -9,9 +9,10 @@ inside are the same). A file is accepted if either checksum matches.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from enum import Enum
+
+from cnnlab.names import closest_names as find_closest
 
 FOLDER_PREFIX = "folder:"
 
@@ -235,16 +236,5 @@ def get_entry(name: str) -> DatasetEntry:
 
 
 def closest_names(name: str, limit: int = 3) -> list[str]:
-    """Catalogue names nearest to ``name``: the same ignoring case and dashes, then names
-    starting with it, then names containing it, then difflib's nearest."""
-
-    def key(text: str) -> str:
-        return str(text).lower().replace("-", "").replace("_", "")
-
-    query, names = key(name), sorted(CATALOG)
-    ranked = [n for n in names if key(n) == query]
-    ranked += [n for n in names if query and key(n).startswith(query)]
-    ranked += [n for n in names if query and query in key(n)]
-    keys = {key(n): n for n in names}
-    ranked += [keys[k] for k in difflib.get_close_matches(query, list(keys), n=limit, cutoff=0.5)]
-    return list(dict.fromkeys(ranked))[:limit]
+    """Catalogue names nearest to ``name`` (see :func:`cnnlab.names.closest_names`)."""
+    return find_closest(name, CATALOG, limit)

@@ -8,7 +8,6 @@ know what the model expects without being told again.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import inspect
 from collections.abc import Callable
@@ -16,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
+
+from cnnlab.names import closest_names
 
 Builder = Callable[..., nn.Module]
 
@@ -80,27 +81,11 @@ def get_model_spec(name: str) -> ModelSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
-        close = _closest_names(name)
+        close = closest_names(name, _REGISTRY)
         hint = f"Did you mean: {', '.join(close)}? " if close else ""
         raise ValueError(
             f"Unknown model: name={name!r}. {hint}Registered models: {', '.join(list_models())}"
         ) from None
-
-
-def _closest_names(name: str, limit: int = 3) -> list[str]:
-    """Registered names nearest to ``name``: the same ignoring case and dashes, then names
-    starting with it, then names containing it, then difflib's nearest."""
-
-    def key(text: str) -> str:
-        return str(text).lower().replace("-", "").replace("_", "")
-
-    query, names = key(name), sorted(_REGISTRY)
-    ranked = [n for n in names if key(n) == query]
-    ranked += [n for n in names if key(n).startswith(query)]
-    ranked += [n for n in names if query in key(n)]
-    keys = {key(n): n for n in names}
-    ranked += [keys[k] for k in difflib.get_close_matches(query, list(keys), n=limit, cutoff=0.5)]
-    return list(dict.fromkeys(ranked))[:limit]
 
 
 def list_models(pattern: str | None = None) -> list[str]:

