@@ -6,6 +6,7 @@ definitions); the ones for vgg11/13/19 and resnet34/50/101 are torchvision's pub
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import pytest
@@ -286,3 +287,18 @@ def test_googlenet_inception_widths_and_kernels() -> None:
     # The "5x5" branch uses 3x3 kernels, as torchvision does: that gives the 6,624,904 parameters.
     assert all(m.branch5[1][0].kernel_size == (3, 3) for m in inceptions)
     assert all(m.eps == 0.001 for m in modules if isinstance(m, nn.BatchNorm2d))
+
+
+@pytest.mark.parametrize("name", ["lenet-like", "mlp"])
+def test_the_lectures_keras_models_start_as_keras_does(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, **({"width": 64} if name == "mlp" else {}))
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    for layer in layers:
+        weight = layer.weight
+        receptive = weight[0, 0].numel() if weight.dim() == 4 else 1
+        fan_in, fan_out = weight.shape[1] * receptive, weight.shape[0] * receptive
+        bound = math.sqrt(6 / (fan_in + fan_out))  # Glorot uniform
+        assert weight.abs().max() <= bound
+        assert weight.abs().max() > 0.9 * bound
+        assert torch.count_nonzero(layer.bias) == 0

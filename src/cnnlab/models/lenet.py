@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.models.init import keras_init_
 from cnnlab.models.registry import register_model
 
 LECUN_1998 = (
@@ -148,8 +149,9 @@ class EuclideanRBF(nn.Module):
     reference="Lecture slides 'LeNet-like' (Keras model.summary(), 81,194 parameters)",
 )
 def lenet_like(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
-    """The Keras model from the slides, layer for layer; it returns logits, not probabilities."""
-    return nn.Sequential(
+    """The Keras model from the slides, layer for layer and initialised as Keras does; it returns
+    logits, not probabilities."""
+    model = nn.Sequential(
         nn.Conv2d(in_channels, 6, 3),  # (N, 6, 30, 30)
         nn.ReLU(),
         nn.AvgPool2d(2),  # (N, 6, 15, 15)
@@ -163,6 +165,7 @@ def lenet_like(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
         nn.ReLU(),
         nn.Linear(84, num_classes),
     )
+    return keras_init_(model)
 
 
 @register_model(

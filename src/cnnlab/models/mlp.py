@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from cnnlab.models.init import keras_init_
 from cnnlab.models.registry import register_model
 
 IMAGE_SIZE = 28  # MNIST
@@ -32,7 +33,7 @@ def mlp(
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"mlp: expected 0 <= dropout < 1. Received: dropout={dropout!r}")
     in_features = in_channels * IMAGE_SIZE * IMAGE_SIZE
-    return nn.Sequential(
+    model = nn.Sequential(
         nn.Flatten(),  # (N, C*28*28)
         nn.Linear(in_features, width),
         nn.ReLU(),
@@ -42,3 +43,4 @@ def mlp(
         nn.Dropout(dropout),
         nn.Linear(width, num_classes),
     )
+    return keras_init_(model)  # the slide's model is a Keras model
