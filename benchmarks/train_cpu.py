@@ -18,6 +18,7 @@ with the training set's mean and std. Seconds per epoch exclude evaluation; accu
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -201,10 +202,8 @@ def context(args) -> dict:
     from cnnlab.train.report import cpu_name, git_commit
 
     try:
-        import keras
-
-        keras_version = keras.__version__
-    except ImportError:
+        keras_version = importlib.metadata.version("keras")
+    except importlib.metadata.PackageNotFoundError:
         keras_version = None
     return {
         "cnnlab_version": cnnlab.__version__,
