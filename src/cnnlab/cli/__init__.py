@@ -1,7 +1,7 @@
 """The ``cnnlab`` command: parses arguments, calls the Python API, prints the result.
 
-One module per command group (``explain``, ``zoo``, ``data``, ``train``, ``predict``,
-``tour``), all thin. Every command takes
+One module per command group (``explain``, ``zoo``, ``data``, ``train``, ``predict``, ``hw``,
+``bench``, ``bench_run``, ``tour``), all thin. Every command takes
 ``--json``. Bad input (a ``ValueError`` or ``FileNotFoundError`` from the library) is printed as
 one line on stderr, without a traceback, and exits with status 2.
 """
@@ -13,9 +13,12 @@ from typing import Annotated
 import typer
 
 import cnnlab
+from cnnlab.cli.bench import bench_app
+from cnnlab.cli.bench_run import bench_run_command
 from cnnlab.cli.common import out
 from cnnlab.cli.data import data_app
 from cnnlab.cli.explain import explain_app
+from cnnlab.cli.hw import hw_app
 from cnnlab.cli.predict import evaluate_command, predict_command
 from cnnlab.cli.tour import tour_command
 from cnnlab.cli.train import train_command
@@ -36,6 +39,9 @@ app.add_typer(data_app, name="data")
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("predict")(predict_command)
+app.add_typer(hw_app, name="hw")
+bench_app.command("run")(bench_run_command)
+app.add_typer(bench_app, name="bench")
 app.command("tour")(tour_command)
 
 
