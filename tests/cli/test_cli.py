@@ -196,7 +196,7 @@ def test_models_lists_the_zoo():
 
 
 def test_tour_walks_the_lecture():
-    text = run("tour", "--no-train")
+    text = run("tour", "--no-train", "--no-hardware")
     for needle in (
         "5*60 + (-1)*113 + (-1)*73 = 114",
         "308 - 498 + 164 + 1 = -25",
@@ -216,7 +216,8 @@ def test_tour_trains_and_falls_back_to_digits(monkeypatch, tmp_path):
 
     monkeypatch.setattr(tour, "resolve_dataset", unreachable)
     monkeypatch.chdir(tmp_path)  # the run folder goes to ./runs
-    result = runner.invoke(app, ["tour", "--data", "fashion-mnist", "--epochs", "1", "--json"])
+    args = ["tour", "--data", "fashion-mnist", "--epochs", "1", "--no-hardware", "--json"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "trains on scikit-learn's bundled digits instead" in result.stderr
     data = json.loads(result.stdout)
@@ -225,6 +226,20 @@ def test_tour_trains_and_falls_back_to_digits(monkeypatch, tmp_path):
     assert training["epochs_run"] == 1
     assert training["test_accuracy"] > 0.2  # one epoch of 1,437 digits; chance is 0.1
     assert Path(training["run_dir"]).parent == tmp_path / "runs"
+
+
+def test_tour_ends_with_the_hardware(monkeypatch):
+    from cnnlab.bench.crossover import CrossoverConfig
+    from cnnlab.cli import tour
+
+    tiny = CrossoverConfig(widths=(16, 64), batch_sizes=(256,), samples=2048, data="synthetic")
+    monkeypatch.setattr(tour, "TOUR_CROSSOVER", tiny)
+    text = run("tour", "--no-train")
+    hardware = text[text.index("9. The hardware") :]
+    assert "SIMD features" in hardware
+    assert "784-n-n-10 MLP" in hardware
+    assert "13,002" in hardware  # n=16: 784*16 + 16 + 16*16 + 16 + 16*10 + 10 parameters
+    assert "no GPU" in hardware
 
 
 def test_python_dash_m_entry_point():

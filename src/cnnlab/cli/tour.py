@@ -7,8 +7,12 @@ from typing import Annotated
 import typer
 from rich.rule import Rule
 
+from cnnlab.bench.crossover import CrossoverConfig, run_crossover
+from cnnlab.bench.machine import machine_report
+from cnnlab.cli.bench import crossover_table
 from cnnlab.cli.common import err, out, print_json, user_errors
 from cnnlab.cli.explain import render_conv, render_pool
+from cnnlab.cli.hw import machine_tables
 from cnnlab.cli.train import print_result, result_plots
 from cnnlab.cli.zoo import model_zoo, zoo_table
 from cnnlab.data import resolve_dataset
@@ -18,6 +22,9 @@ from cnnlab.summary import format_darknet, format_keras, summarize
 from cnnlab.train import TrainResult, default_config, train
 
 TOUR_MODEL = "lenet-like"
+# The tour's crossover: three widths of the slide's MLP, each timed ~1.5 s and extrapolated to
+# the epoch, so the hardware step takes ~30 s on 2 cores (`cnnlab bench crossover` does it all).
+TOUR_CROSSOVER = CrossoverConfig(widths=(16, 512, 4096), batch_sizes=(32, 256), max_seconds=1.5)
 FALLBACK_DATA = "digits"  # bundled with scikit-learn: needs no download
 
 
@@ -52,7 +59,11 @@ def train_step(preferred: str, epochs: int | None, json_output: bool) -> tuple[T
 @user_errors
 def tour_command(
     train_model: Annotated[
-        bool, typer.Option("--train/--no-train", help="End by training the LeNet-like.")
+        bool, typer.Option("--train/--no-train", help="Train the LeNet-like.")
+    ] = True,
+    hardware: Annotated[
+        bool,
+        typer.Option("--hardware/--no-hardware", help="End with this machine and a crossover."),
     ] = True,
     data: Annotated[
         str,
@@ -63,14 +74,17 @@ def tour_command(
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """A walk through the lecture: kernels, pooling, LeNet-like, Darknet19, the zoo, training."""
+    """A walk through the lecture: kernels, pooling, LeNet-like, Darknet19, the zoo, training,
+    and the hardware (this machine, and a small CPU-vs-GPU crossover)."""
     lenet, darknet = summarize("lenet-like"), summarize("darknet19")
     conv_examples = (SLIDE_2D, SLIDE_2D_STRIDE2, SLIDE_RGB)
     pools = (SLIDE_POOL_MAX, SLIDE_POOL_AVG)
     if json_output:
-        data_used, result = None, None
+        data_used, result, crossover = None, None, None
         if train_model:
             result, data_used = train_step(data, epochs, json_output=True)
+        if hardware:
+            crossover = run_crossover(TOUR_CROSSOVER).to_dict()
         print_json(
             {
                 "convolution": {e.name: e.explain().to_dict() for e in conv_examples},
@@ -79,6 +93,8 @@ def tour_command(
                 "darknet19": darknet.to_dict(),
                 "models": model_zoo(),
                 "training": None if result is None else {"data": data_used, **result.to_dict()},
+                "machine": machine_report().to_dict() if hardware else None,
+                "crossover": crossover,
             }
         )
         return
@@ -112,8 +128,19 @@ def tour_command(
         result, _ = train_step(data, epochs, json_output=False)
         print_result(result, result_plots(result))
         out.print()
+    if hardware:
+        out.print(
+            Rule("9. The hardware: this machine, and when the GPU beats the CPU", align="left")
+        )
+        for table in machine_tables(machine_report()):
+            out.print(table)
+        crossover = run_crossover(TOUR_CROSSOVER)
+        out.print(crossover_table(crossover))
+        for line in [c.message for c in crossover.crossovers] + list(crossover.notes):
+            out.print(line)
+        out.print()
     out.print(
         "Next: cnnlab explain conv --input photo.png --kernel sobel-x --out maps.png, "
         "cnnlab summary MODEL --style darknet, cnnlab data list, "
-        "cnnlab predict RUN_DIR image.png, cnnlab --help"
+        "cnnlab predict RUN_DIR image.png, cnnlab bench crossover, cnnlab hw catalog, cnnlab --help"
     )
