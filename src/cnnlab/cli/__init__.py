@@ -1,7 +1,7 @@
 """The ``cnnlab`` command: parses arguments, calls the Python API, prints the result.
 
 One module per command group (``explain``, ``zoo``, ``data``, ``train``, ``predict``, ``hw``,
-``bench``, ``bench_run``, ``tour``), all thin. Every command takes
+``bench``, ``bench_run``, ``quest``, ``quest_baselines``, ``tour``), all thin. Every command takes
 ``--json``. Bad input (a ``ValueError`` or ``FileNotFoundError`` from the library) is printed as
 one line on stderr, without a traceback, and exits with status 2.
 """
@@ -20,6 +20,8 @@ from cnnlab.cli.data import data_app
 from cnnlab.cli.explain import explain_app
 from cnnlab.cli.hw import hw_app
 from cnnlab.cli.predict import evaluate_command, predict_command
+from cnnlab.cli.quest import quest_app
+from cnnlab.cli.quest_baselines import baselines_command
 from cnnlab.cli.tour import tour_command
 from cnnlab.cli.train import train_command
 from cnnlab.cli.zoo import models_command, summary_command
@@ -42,6 +44,8 @@ app.command("predict")(predict_command)
 app.add_typer(hw_app, name="hw")
 bench_app.command("run")(bench_run_command)
 app.add_typer(bench_app, name="bench")
+quest_app.command("baselines")(baselines_command)
+app.add_typer(quest_app, name="quest")
 app.command("tour")(tour_command)
 
 

@@ -1,0 +1,371 @@
+"""Load the quest leaderboard server: concurrent leaderboard reads and scored submissions.
+
+    python benchmarks/quest_load.py [--readers 50] [--submitters 10] [--seconds 20]
+                                    [--teams 200] [--labels 10000] [--db URL] [--out DIR]
+
+The server runs in its own process on 127.0.0.1: ``--via cli`` (the default) runs it as users do,
+``python -m cnnlab quest serve`` (uvicorn, one worker, access log on); ``--via uvicorn`` runs
+``uvicorn.run(create_app(db))`` with the access log off. The database is a fresh SQLite file, or
+with ``--db postgresql+psycopg://...`` an empty PostgreSQL database. The competition has
+``--labels`` synthetic labels and ``--teams`` teams with a daily limit high enough that the limit
+is not what is measured.
+
+Clients are asyncio tasks, each with its own ``httpx.AsyncClient``: ``--readers`` loop on
+``GET /api/leaderboard``, ``--submitters`` loop on ``POST /api/submissions`` (a full CSV each
+time, round-robin over the teams), ``--page-readers`` loop on ``GET /``. Each task waits for its
+answer before sending the next request, so at most readers + submitters + page readers requests
+are in flight; ``--think`` adds a pause after each answer (0: a closed loop, the worst case). The
+first ``--warmup`` seconds are not counted.
+
+Prints requests/s, p50/p99 latency per route and the statuses other than success (429, the
+intended daily-limit refusal, apart), and writes ``quest_load.json`` with the context (versions,
+CPU, git commit, concurrency, duration, database). Targets on the 2-core reference machine:
+leaderboard p99 under 50 ms with 50 readers, at least 50 scored submissions per second, no
+errors other than 429.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+NUM_CLASSES = 10
+UVICORN_SERVER = """
+import sys, uvicorn
+from cnnlab.quest.server import create_app
+uvicorn.run(create_app(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]),
+            log_level="warning", access_log=False)
+"""
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    readers: int = 50
+    submitters: int = 10
+    page_readers: int = 0
+    seconds: float = 20.0
+    warmup: float = 2.0
+    think: float = 0.0
+    teams: int = 200
+    labels: int = 10_000
+    daily_limit: int = 100_000
+    db: str | None = None
+    via: str = "cli"
+
+
+@dataclass
+class Samples:
+    """Latency in seconds and status of every counted request, per route."""
+
+    latency: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    status: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, to be written into the results."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"
+
+
+def prediction_csvs(labels: np.ndarray, count: int = 16) -> list[bytes]:
+    """``count`` submissions of varied accuracy, encoded once: the client spends no CPU on them."""
+    rng = np.random.default_rng(1)
+    files = []
+    for accuracy in np.linspace(0.3, 0.95, count):
+        predicted = labels.copy()
+        wrong = rng.random(len(labels)) >= accuracy
+        predicted[wrong] = (predicted[wrong] + 1) % NUM_CLASSES
+        files.append(
+            ("id,label\n" + "".join(f"{i},{y}\n" for i, y in enumerate(predicted))).encode()
+        )
+    return files
+
+
+def start_server(via: str, db_url: str, port: int, log_path: Path) -> subprocess.Popen:
+    if via == "cli":
+        command = [sys.executable, "-m", "cnnlab", "quest", "serve", "--db", db_url,
+                   "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    else:
+        command = [sys.executable, "-c", UVICORN_SERVER, db_url, str(port)]
+    log = log_path.open("wb")
+    process = subprocess.Popen(command, stdout=log, stderr=log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"the server exited with {process.returncode}:\n{log_path.read_text()}"
+            )
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/leaderboard", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"the server did not answer within 30 s:\n{log_path.read_text()}")
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` (Linux), or None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def drive(
+    config: LoadConfig, base_url: str, tokens: list[str], csvs: list[bytes]
+) -> tuple[Samples, int]:
+    """Run every client task until the deadline; the samples, and all requests answered.
+
+    Each task owns its ``httpx.AsyncClient`` (one keep-alive connection): a single client shared
+    by 60 tasks spends ~3 ms of CPU per request in its connection pool, more than the server
+    spends answering, on the same two cores.
+    """
+    samples = Samples()
+    answered = 0
+    counted_from = time.perf_counter() + config.warmup
+    stop_at = counted_from + config.seconds
+    next_submission = iter(range(10**12))
+
+    def submit(client: httpx.AsyncClient):
+        n = next(next_submission)
+        return client.post(
+            "/api/submissions",
+            headers={"Authorization": f"Bearer {tokens[n % len(tokens)]}"},
+            files={"file": ("predictions.csv", csvs[n % len(csvs)], "text/csv")},
+            data={"model": "lenet-like", "train_time": "42.0"},
+        )
+
+    async def loop(route: str, send) -> None:
+        nonlocal answered
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
+            while time.perf_counter() < stop_at:
+                began = time.perf_counter()
+                try:
+                    status = (await send(client)).status_code
+                except httpx.HTTPError as error:
+                    status = type(error).__name__
+                ended = time.perf_counter()
+                answered += 1
+                if config.think:
+                    await asyncio.sleep(config.think)
+                if began >= counted_from and ended <= stop_at:
+                    samples.latency[route].append(ended - began)
+                    samples.status[route][status] += 1
+
+    tasks = [
+        loop("GET /api/leaderboard", lambda client: client.get("/api/leaderboard"))
+        for _ in range(config.readers)
+    ]
+    tasks += [loop("POST /api/submissions", submit) for _ in range(config.submitters)]
+    tasks += [loop("GET /", lambda client: client.get("/")) for _ in range(config.page_readers)]
+    await asyncio.gather(*tasks)
+    return samples, answered
+
+
+def summarise(samples: Samples, seconds: float) -> dict[str, dict]:
+    rows = {}
+    for route in sorted(samples.latency):
+        latency_ms = np.array(samples.latency[route]) * 1e3
+        statuses = samples.status[route]
+        ok = sum(n for s, n in statuses.items() if isinstance(s, int) and 200 <= s < 300)
+        rows[route] = {
+            "requests": len(latency_ms),
+            "requests_per_s": len(latency_ms) / seconds,
+            "ok_per_s": ok / seconds,
+            "p50_ms": float(np.percentile(latency_ms, 50)),
+            "p99_ms": float(np.percentile(latency_ms, 99)),
+            "max_ms": float(latency_ms.max()),
+            "limit_refusals_429": statuses.get(429, 0),
+            "errors": {
+                str(s): n
+                for s, n in statuses.items()
+                if not (isinstance(s, int) and (200 <= s < 300 or s == 429))
+            },
+        }
+    return rows
+
+
+def versions() -> dict[str, str]:
+    names = ("cnnlab", "fastapi", "starlette", "uvicorn", "sqlalchemy", "httpx", "numpy")
+    found = {"python": platform.python_version()}
+    for name in names:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "absent"
+    return found
+
+
+def context(config: LoadConfig, db_url: str) -> dict:
+    from cnnlab.train.report import cpu_name, git_commit
+
+    return {
+        "benchmark": "quest_load",
+        "versions": versions(),
+        "git": git_commit(),
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "db": redact(db_url),
+        "server": {
+            "cli": "cnnlab quest serve (uvicorn, one worker, access log on)",
+            "uvicorn": "uvicorn.run(create_app(db)), one worker, access log off",
+        }[config.via]
+        + "; same machine as the clients",
+        "concurrency": {
+            "readers": config.readers,
+            "submitters": config.submitters,
+            "page_readers": config.page_readers,
+            "think_seconds": config.think,
+        },
+        "seconds_counted": config.seconds,
+        "warmup_seconds_excluded": config.warmup,
+        "teams": config.teams,
+        "labels": config.labels,
+        "daily_limit": config.daily_limit,
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def run(config: LoadConfig, workdir: Path) -> dict:
+    from cnnlab.quest import db as quest_db
+
+    db_url = config.db or f"sqlite:///{workdir / 'quest.db'}"
+    labels = np.random.default_rng(0).integers(0, NUM_CLASSES, config.labels)
+    quest_db.init_competition(
+        db_url,
+        data_name="synthetic",
+        labels=labels.tolist(),
+        num_classes=NUM_CLASSES,
+        seed=0,
+        daily_limit=config.daily_limit,
+    )
+    tokens = [quest_db.add_team(db_url, f"team-{i:04d}") for i in range(config.teams)]
+    csvs = prediction_csvs(labels)
+
+    port = free_port()
+    server = start_server(config.via, db_url, port, workdir / "server.log")
+    try:
+        cpu_before = process_cpu_seconds(server.pid)
+        client_before = time.process_time()
+        samples, answered = asyncio.run(drive(config, f"http://127.0.0.1:{port}", tokens, csvs))
+        client_cpu = time.process_time() - client_before
+        cpu_after = process_cpu_seconds(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    server_log = (workdir / "server.log").read_text(errors="replace").splitlines()
+    problems = [line for line in server_log if "ERROR" in line or "Traceback" in line]
+    if problems:
+        print(f"server log: {len(problems)} error lines, the first:", *problems[:5], sep="\n")
+    routes = summarise(samples, config.seconds)
+    server_cpu = None if cpu_before is None else cpu_after - cpu_before
+    return {
+        "context": context(config, db_url),
+        "routes": routes,
+        "server_cpu_seconds": server_cpu,
+        "client_cpu_seconds": client_cpu,
+        "requests_answered_including_warmup": answered,
+        "server_cpu_ms_per_request": None if not answered or server_cpu is None else
+        1e3 * server_cpu / answered,
+    }  # fmt: skip
+
+
+def print_table(result: dict) -> None:
+    print(f"{'route':<24}{'req/s':>9}{'ok/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+          f"{'429':>7}  errors")  # fmt: skip
+    for route, row in result["routes"].items():
+        errors = ", ".join(f"{s}: {n}" for s, n in row["errors"].items()) or "0"
+        print(
+            f"{route:<24}{row['requests_per_s']:>9.1f}{row['ok_per_s']:>9.1f}{row['p50_ms']:>9.1f}"
+            f"{row['p99_ms']:>9.1f}{row['max_ms']:>9.1f}{row['limit_refusals_429']:>7}  {errors}"
+        )
+    if result["server_cpu_seconds"] is not None:
+        print(
+            f"server CPU: {result['server_cpu_seconds']:.1f} s over "
+            f"{result['requests_answered_including_warmup']} requests (warmup included), "
+            f"{result['server_cpu_ms_per_request']:.2f} ms per request; "
+            f"load generator CPU: {result['client_cpu_seconds']:.1f} s"
+        )
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[LoadConfig, Path]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    defaults = LoadConfig()
+    parser.add_argument("--readers", type=int, default=defaults.readers)
+    parser.add_argument("--submitters", type=int, default=defaults.submitters)
+    parser.add_argument("--page-readers", type=int, default=defaults.page_readers)
+    parser.add_argument("--seconds", type=float, default=defaults.seconds)
+    parser.add_argument("--warmup", type=float, default=defaults.warmup)
+    parser.add_argument(
+        "--think",
+        type=float,
+        default=defaults.think,
+        help="seconds each client waits between requests",
+    )
+    parser.add_argument("--teams", type=int, default=defaults.teams)
+    parser.add_argument("--labels", type=int, default=defaults.labels)
+    parser.add_argument("--daily-limit", type=int, default=defaults.daily_limit)
+    parser.add_argument("--via", choices=("cli", "uvicorn"), default=defaults.via)
+    parser.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args(argv)
+    for name in ("readers", "submitters", "page_readers", "teams", "labels", "daily_limit"):
+        if getattr(args, name) < 0:
+            parser.error(
+                f"--{name.replace('_', '-')} must be >= 0. Received: {getattr(args, name)}"
+            )
+    if args.seconds <= 0 or args.warmup < 0 or args.think < 0:
+        parser.error(
+            f"--seconds must be > 0, --warmup >= 0. Received: {args.seconds}, {args.warmup}"
+        )
+    if args.teams == 0 and args.submitters:
+        parser.error("--teams must be >= 1 when --submitters > 0. Received: --teams 0")
+    fields = {k: v for k, v in vars(args).items() if k != "out"}
+    return LoadConfig(**fields), args.out
+
+
+def main(argv: list[str] | None = None) -> None:
+    config, out = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="quest-load-") as workdir:
+        result = run(config, Path(workdir))
+    print_table(result)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "quest_load.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(path)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""`cnnlab quest init|serve|team add|reveal|submit|leaderboard`: the class leaderboard.
+
+The server's modules (FastAPI, SQLAlchemy, uvicorn, httpx) are imported inside the commands, so
+``cnnlab`` starts on machines that do not have them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from cnnlab.cli.common import err, out, print_json, user_errors
+
+quest_app = typer.Typer(
+    name="quest",
+    help="The search quest: a class leaderboard with server-side scoring.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+team_app = typer.Typer(
+    name="team", help="Teams of the competition.", no_args_is_help=True, rich_markup_mode=None
+)
+quest_app.add_typer(team_app, name="team")
+
+DbOption = Annotated[
+    str,
+    typer.Option(
+        "--db",
+        envvar="CNNLAB_QUEST_DB",
+        help="The database: sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB.",
+    ),
+]
+ServerOption = Annotated[
+    str,
+    typer.Option("--server", envvar="CNNLAB_QUEST_SERVER", help="The quest server's URL."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+DEFAULT_DB = "sqlite:///quest.db"
+DEFAULT_SERVER = "http://127.0.0.1:8000"
+
+
+@quest_app.command("init")
+@user_errors
+def init_command(
+    data: Annotated[str, typer.Option("--data", help="Dataset whose test labels are hidden.")],
+    db: DbOption = DEFAULT_DB,
+    seed: Annotated[int, typer.Option(help="Seed of the public/private split.")] = 0,
+    daily_limit: Annotated[
+        int, typer.Option("--daily-limit", help="Submissions per team per UTC day.")
+    ] = 5,
+    close_at: Annotated[
+        str | None,
+        typer.Option("--close-at", help="ISO time (UTC if no zone) when private scores show."),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="A folder holding the dataset's files.")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Create the competition: hidden test labels, public/private halves, the organiser token."""
+    from cnnlab.data import load_dataset
+    from cnnlab.quest.db import init_competition, make_db_engine
+
+    make_db_engine(db, create=True).dispose()  # a bad URL fails before the data set loads
+    dataset = load_dataset(data, data_dir=data_dir)
+    labels = dataset.test_labels.numpy()
+    token = init_competition(
+        db,
+        data_name=data,
+        labels=labels,
+        num_classes=len(dataset.classes),
+        seed=seed,
+        daily_limit=daily_limit,
+        close_at=close_at,
+    )
+    result = {"db": db, "data": data, "test_count": int(labels.size), "organiser_token": token}
+    if json_output:
+        print_json(result)
+        return
+    out.print(f"Competition on {data}: {labels.size:,} hidden test labels, split in halves.")
+    out.print(f"Organiser token (shown only now; keep it secret): {token}")
+
+
+@quest_app.command("serve")
+@user_errors
+def serve_command(
+    db: DbOption = DEFAULT_DB,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    max_upload_bytes: Annotated[
+        int, typer.Option("--max-upload-bytes", help="Largest submission request accepted.")
+    ] = 1_000_000,
+) -> None:
+    """Run the leaderboard server (FastAPI under uvicorn)."""
+    import uvicorn
+
+    from cnnlab.quest.server import create_app
+
+    app = create_app(db, max_upload_bytes=max_upload_bytes)
+    err.print(f"cnnlab quest: serving {escape(db)} on http://{host}:{port}")
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+@team_app.command("add")
+@user_errors
+def team_add_command(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The team's name, shown as text.")],
+    db: DbOption = DEFAULT_DB,
+    json_output: JsonOption = False,
+) -> None:
+    """Register a team and print its token (shown once)."""
+    from cnnlab.quest.db import add_team
+
+    token = add_team(db, name)
+    if json_output:
+        print_json({"team": name.strip(), "token": token})
+        return
+    out.print(f"Team {escape(name.strip())} added. Token (shown only now): {token}")
+
+
+@quest_app.command("reveal")
+@user_errors
+def reveal_command(db: DbOption = DEFAULT_DB, json_output: JsonOption = False) -> None:
+    """Switch the leaderboard to the private scores."""
+    from cnnlab.quest.db import reveal
+
+    when = reveal(db)
+    if json_output:
+        print_json({"revealed": True, "revealed_at": when.isoformat()})
+        return
+    out.print(f"Private scores revealed (since {when:%Y-%m-%d %H:%M} UTC).")
+
+
+@quest_app.command("submit")
+@user_errors
+def submit_command(
+    csv_path: Annotated[
+        Path, typer.Argument(metavar="PREDICTIONS_CSV", help="The id,label file to submit.")
+    ],
+    token: Annotated[
+        str, typer.Option("--token", envvar="CNNLAB_QUEST_TOKEN", help="The team's token.")
+    ],
+    model: Annotated[str, typer.Option("--model", help="What produced the predictions.")],
+    train_time: Annotated[float, typer.Option("--train-time", help="Training time in seconds.")],
+    code: Annotated[str | None, typer.Option(help="A URL or commit of the code.")] = None,
+    server: ServerOption = DEFAULT_SERVER,
+    json_output: JsonOption = False,
+) -> None:
+    """Submit predictions; prints the id, the public score and the submissions left today."""
+    from cnnlab.quest.client import submit
+
+    result = submit(server, token, csv_path, model=model, train_time=train_time, code=code)
+    if json_output:
+        print_json(result)
+        return
+    out.print(
+        f"Submission {result['id']}: public score {result['public_score']:.5f}, "
+        f"{result['submissions_left']} submissions left today"
+    )
+
+
+@quest_app.command("leaderboard")
+@user_errors
+def leaderboard_command(
+    server: ServerOption = DEFAULT_SERVER, json_output: JsonOption = False
+) -> None:
+    """Show the leaderboard."""
+    from cnnlab.quest.client import leaderboard
+
+    entries = leaderboard(server)
+    if json_output:
+        print_json(entries)
+        return
+    out.print(leaderboard_table(entries))
+
+
+def leaderboard_table(entries: list[dict[str, Any]]) -> Table:
+    revealed = bool(entries) and "private_score" in entries[0]
+    title = "quest leaderboard (private scores)" if revealed else "quest leaderboard"
+    table = Table(title=title, title_justify="left")
+    for header in ("#", "team", "score", "model", "train time (s)", "submissions", "submitted"):
+        table.add_column(header, justify="left" if header in ("team", "model") else "right")
+    for entry in entries:
+        table.add_row(
+            str(entry["rank"]),
+            escape(entry["team"]),
+            f"{entry['score']:.5f}",
+            escape(entry["model"]),
+            f"{entry['train_time']:.1f}",
+            str(entry["submissions"]),
+            entry["created_at"][:16].replace("T", " "),
+        )
+    if not entries:
+        table.caption = "no submissions yet"
+    return table

@@ -1,0 +1,14 @@
+"""The search quest: a class leaderboard with server-side scoring (the lecture's "Search Quest").
+
+Modules (import them directly; this package imports nothing heavy, so cnnlab runs without the
+server's dependencies):
+
+- ``cnnlab.quest.db``: the database (SQLite or PostgreSQL): ``init_competition``, ``add_team``,
+  ``reveal``.
+- ``cnnlab.quest.tokens``: team and organiser tokens (salted HMAC-SHA256, constant-time check).
+- ``cnnlab.quest.scoring``: checking a submitted ``id,label`` CSV and scoring it (NumPy only).
+- ``cnnlab.quest.board``: recording submissions under the daily limit; leaderboard, history, log.
+- ``cnnlab.quest.page``: the HTML page with its inline SVG histogram.
+- ``cnnlab.quest.server``: ``create_app(db_url)``, the FastAPI app.
+- ``cnnlab.quest.client``: ``submit`` and ``leaderboard`` over HTTP (httpx).
+"""

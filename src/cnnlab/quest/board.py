@@ -1,0 +1,187 @@
+"""Recording submissions under the daily limit, and reading the leaderboard, histories and log.
+
+Everything here returns plain data that is safe to show: private scores only once revealed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, func, insert, select
+from sqlalchemy.engine import Connection
+
+from cnnlab.quest.db import (
+    Competition,
+    as_utc,
+    load_competition,
+    submissions_table,
+    teams_table,
+    write_transaction,
+)
+from cnnlab.quest.scoring import Scores
+
+
+class DailyLimitReached(Exception):
+    def __init__(self, team: str, used: int, limit: int) -> None:
+        super().__init__(
+            f"team {team!r} has used {used} of {limit} submissions today (UTC day); "
+            "the next one is possible after midnight UTC"
+        )
+
+
+class CompetitionClosed(Exception):
+    def __init__(self) -> None:
+        super().__init__("the competition is closed: the private scores are revealed")
+
+
+@dataclass(frozen=True)
+class Recorded:
+    id: int
+    public_score: float
+    submissions_left: int
+    created_at: datetime
+
+
+def utc_day(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d")
+
+
+def record_submission(
+    engine: Engine,
+    *,
+    team_id: int,
+    team_name: str,
+    scores: Scores,
+    model: str,
+    train_time: float,
+    code: str | None,
+    now: datetime,
+) -> Recorded:
+    """Count today's submissions and insert this one in one transaction, so the limit is exact.
+
+    SQLite: the transaction starts with BEGIN IMMEDIATE, so writers run one at a time.
+    PostgreSQL: ``SELECT ... FOR UPDATE`` on the team's row makes a team's submissions queue; the
+    count is taken after the lock is held, so two requests can never both see "4 of 5 used".
+    """
+    day = utc_day(now)
+    with write_transaction(engine) as connection:
+        competition = load_competition(connection)
+        assert competition is not None, "the server checks the competition exists first"
+        if competition.is_revealed(now):
+            raise CompetitionClosed()
+        connection.execute(
+            select(teams_table.c.id).where(teams_table.c.id == team_id).with_for_update()
+        ).one()
+        used = connection.execute(
+            select(func.count())
+            .select_from(submissions_table)
+            .where(submissions_table.c.team_id == team_id, submissions_table.c.day == day)
+        ).scalar_one()
+        if used >= competition.daily_limit:
+            raise DailyLimitReached(team_name, used, competition.daily_limit)
+        new_id = connection.execute(
+            insert(submissions_table).values(
+                team_id=team_id,
+                day=day,
+                created_at=now,
+                model=model,
+                train_time=train_time,
+                code=code,
+                public_score=scores.public,
+                private_score=scores.private,
+            )
+        ).inserted_primary_key[0]
+    return Recorded(new_id, scores.public, competition.daily_limit - used - 1, now)
+
+
+def _submission_rows(connection: Connection, team_id: int | None = None) -> list:
+    query = select(submissions_table, teams_table.c.name.label("team")).join(
+        teams_table, teams_table.c.id == submissions_table.c.team_id
+    )
+    if team_id is not None:
+        query = query.where(submissions_table.c.team_id == team_id)
+    return list(connection.execute(query.order_by(submissions_table.c.id)))
+
+
+def _public_view(row, revealed: bool) -> dict:
+    entry = {
+        "id": row.id,
+        "team": row.team,
+        "created_at": as_utc(row.created_at).isoformat(),
+        "model": row.model,
+        "train_time": row.train_time,
+        "code": row.code,
+        "public_score": row.public_score,
+    }
+    if revealed:
+        entry["private_score"] = row.private_score
+    return entry
+
+
+def history(connection: Connection, team_id: int, revealed: bool) -> list[dict]:
+    """One team's own submissions, oldest first."""
+    return [_public_view(row, revealed) for row in _submission_rows(connection, team_id)]
+
+
+def leaderboard(connection: Connection, revealed: bool) -> list[dict]:
+    """One row per team, best first.
+
+    Before the reveal a team's entry is its best public score. After it, as on Kaggle when a team
+    selects nothing, that same best-public submission is the team's final entry and the board ranks
+    by its private score: a model tuned to the public half can fall ("shake-up").
+    """
+    best: dict[int, object] = {}
+    used: dict[int, int] = {}
+    for row in _submission_rows(connection):
+        used[row.team_id] = used.get(row.team_id, 0) + 1
+        current = best.get(row.team_id)
+        if current is None or row.public_score > current.public_score:
+            best[row.team_id] = row  # ties: the earlier submission stays
+    entries = []
+    for team_id, row in best.items():
+        entry = _public_view(row, revealed)
+        entry["submission_id"] = entry.pop("id")
+        entry["submissions"] = used[team_id]
+        entry["score"] = row.private_score if revealed else row.public_score
+        entries.append(entry)
+    entries.sort(key=lambda e: (-e["score"], e["submission_id"]))
+    for rank, entry in enumerate(entries, start=1):
+        entry["rank"] = rank
+    return entries
+
+
+def public_scores(connection: Connection) -> list[float]:
+    """Every submission's public score (for the histogram)."""
+    return list(connection.execute(select(submissions_table.c.public_score)).scalars())
+
+
+def recent_log(
+    connection: Connection, competition: Competition, revealed: bool, limit: int
+) -> list[str]:
+    """The newest ``limit`` submissions as the lecture's log lines, oldest first."""
+    rows = list(
+        connection.execute(
+            select(submissions_table, teams_table.c.name.label("team"))
+            .join(teams_table, teams_table.c.id == submissions_table.c.team_id)
+            .order_by(submissions_table.c.id.desc())
+            .limit(limit)
+        )
+    )
+    return [log_line(row, competition.data_name, revealed) for row in reversed(rows)]
+
+
+def log_line(row, data_name: str, revealed: bool) -> str:
+    """``26/11 10:01> "team7: dat=fashion-mnist, score=0.91230, model=..."`` (times in UTC)."""
+    when = as_utc(row.created_at).strftime("%d/%m %H:%M")
+    private = f", private={row.private_score:.5f}" if revealed else ""
+    text = (
+        f"{_one_line(row.team)}: dat={data_name}, score={row.public_score:.5f}{private}, "
+        f"model={_one_line(row.model)}"
+    )
+    return f'{when}> "{text}"'
+
+
+def _one_line(text: str) -> str:
+    """Line breaks in a name or model would forge log lines; show them as spaces."""
+    return " ".join(text.splitlines()) if text else text

@@ -1,0 +1,387 @@
+"""The quest's database: schema, engines (SQLite or PostgreSQL), the competition and its tokens.
+
+One code path through SQLAlchemy Core serves both engines. SQLite runs in WAL mode with a busy
+timeout, and every write transaction starts with ``BEGIN IMMEDIATE`` so that writers queue for the
+lock instead of failing when a read turns into a write. On PostgreSQL the same statements run with
+``SELECT ... FOR UPDATE`` row locks (SQLite's compiler drops that clause; its write lock already
+serialises writers).
+
+Tokens (see ``cnnlab.quest.tokens``) are looked up by their indexed id, then verified.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    insert,
+    inspect,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError
+
+from cnnlab.quest.tokens import DUMMY_SALT, Principal, new_token, verify_secret
+
+MAX_NAME_LENGTH = 100
+SQLITE_BUSY_TIMEOUT_S = 30
+
+metadata = MetaData()
+
+competition_table = Table(
+    "quest_competition",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("data_name", String(200), nullable=False),
+    Column("num_classes", Integer, nullable=False),
+    Column("test_count", Integer, nullable=False),
+    Column("labels", LargeBinary, nullable=False),  # int32 little-endian, one per test id
+    Column("private_mask", LargeBinary, nullable=False),  # one byte per test id: 1 = private half
+    Column("seed", Integer, nullable=False),
+    Column("daily_limit", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("close_at", DateTime(timezone=True)),
+    Column("revealed_at", DateTime(timezone=True)),
+)
+
+teams_table = Table(
+    "quest_teams",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(MAX_NAME_LENGTH), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+tokens_table = Table(
+    "quest_tokens",
+    metadata,
+    Column("token_id", String(32), primary_key=True),
+    Column("salt", LargeBinary(16), nullable=False),
+    Column("digest", LargeBinary(32), nullable=False),
+    Column("role", String(16), nullable=False),  # "team" or "organiser"
+    Column("team_id", Integer, ForeignKey("quest_teams.id")),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+submissions_table = Table(
+    "quest_submissions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("team_id", Integer, ForeignKey("quest_teams.id"), nullable=False),
+    Column("day", String(10), nullable=False),  # the UTC day, YYYY-MM-DD, for the daily limit
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("model", Text, nullable=False),
+    Column("train_time", Float, nullable=False),
+    Column("code", Text),
+    Column("public_score", Float, nullable=False),
+    Column("private_score", Float, nullable=False),
+    Index("ix_quest_submissions_team_day", "team_id", "day"),
+)
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware ones."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def parse_close_at(value: datetime | str | None) -> datetime | None:
+    """An ISO 8601 time (``2025-11-26T12:00``, ``...Z``, ``...+01:00``); no zone means UTC."""
+    if value is None or isinstance(value, datetime):
+        return as_utc(value)
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"close_at expects an ISO 8601 time like 2025-11-26T12:00Z. Received: {value!r}"
+        ) from None
+    return as_utc(parsed)
+
+
+def make_db_engine(db_url: str, *, create: bool = False) -> Engine:
+    """An engine for ``sqlite:///PATH`` or ``postgresql[+psycopg]://...``; anything else is refused.
+
+    ``create=False`` refuses a SQLite file that does not exist yet (only ``init`` makes one).
+    """
+    expected = "sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB"
+    try:
+        url = make_url(db_url)
+    except ArgumentError:
+        raise ValueError(f"--db expects {expected}. Received: {db_url!r}") from None
+    backend = url.get_backend_name()
+    if backend == "postgresql":
+        return create_engine(url.set(drivername="postgresql+psycopg"), pool_pre_ping=True)
+    if backend != "sqlite" or url.drivername not in ("sqlite", "sqlite+pysqlite"):
+        raise ValueError(f"--db expects {expected}. Received: {db_url!r}")
+    if not url.database or url.database == ":memory:":
+        raise ValueError(f"--db needs a SQLite file, like sqlite:///quest.db. Received: {db_url!r}")
+    if not create and not Path(url.database).exists():
+        raise FileNotFoundError(
+            f"No such quest database: {url.database} (create it with `cnnlab quest init`)"
+        )
+    # Writers queue on SQLite's lock, so let waiting requests hold a connection each.
+    engine = create_engine(
+        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, pool_size=8, max_overflow=56
+    )
+    _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own BEGIN is deferred).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: Connection) -> None:
+        write = connection.get_execution_options().get("quest_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: SQLite takes its write lock at BEGIN (IMMEDIATE)."""
+    with engine.connect() as connection:
+        connection.execution_options(quest_write=True)
+        with connection.begin():
+            yield connection
+
+
+@contextmanager
+def open_engine(db_url: str, *, create: bool = False) -> Iterator[Engine]:
+    engine = make_db_engine(db_url, create=create)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def authenticate(connection: Connection, token: str) -> Principal | None:
+    """The token's owner, or None: one indexed lookup, one HMAC, a constant-time comparison."""
+    token_id, _, secret = token.partition(".")
+    row = None
+    if secret and len(token_id) <= 32:
+        row = connection.execute(
+            select(tokens_table, teams_table.c.name)
+            .outerjoin(teams_table, teams_table.c.id == tokens_table.c.team_id)
+            .where(tokens_table.c.token_id == token_id)
+        ).first()
+    if row is None:
+        verify_secret(secret, DUMMY_SALT, b"")  # same work whether or not the id exists
+        return None
+    if not verify_secret(secret, row.salt, row.digest):
+        return None
+    return Principal(role=row.role, team_id=row.team_id, team_name=row.name)
+
+
+# ----------------------------------------------------------------------------- competition
+
+
+@dataclass(frozen=True)
+class Competition:
+    """The competition's settings (not its answer key)."""
+
+    data_name: str
+    num_classes: int
+    test_count: int
+    daily_limit: int
+    seed: int
+    created_at: datetime
+    close_at: datetime | None
+    revealed_at: datetime | None
+
+    def is_revealed(self, now: datetime) -> bool:
+        """Private scores are public once the organiser reveals them or the close time passes."""
+        return self.revealed_at is not None or (self.close_at is not None and now >= self.close_at)
+
+    def public_info(self, now: datetime) -> dict:
+        return {
+            "data": self.data_name,
+            "num_classes": self.num_classes,
+            "test_count": self.test_count,
+            "daily_limit": self.daily_limit,
+            "close_at": self.close_at.isoformat() if self.close_at else None,
+            "revealed": self.is_revealed(now),
+        }
+
+
+def load_competition(connection: Connection) -> Competition | None:
+    row = connection.execute(select(competition_table).where(competition_table.c.id == 1)).first()
+    if row is None:
+        return None
+    return Competition(
+        data_name=row.data_name,
+        num_classes=row.num_classes,
+        test_count=row.test_count,
+        daily_limit=row.daily_limit,
+        seed=row.seed,
+        created_at=as_utc(row.created_at),
+        close_at=as_utc(row.close_at),
+        revealed_at=as_utc(row.revealed_at),
+    )
+
+
+def find_competition(connection: Connection) -> Competition | None:
+    """The competition, or None when the database is empty or not yet a quest database."""
+    if not inspect(connection).has_table(competition_table.name):
+        return None
+    return load_competition(connection)
+
+
+def load_answer_key(connection: Connection) -> tuple[np.ndarray, np.ndarray]:
+    """The hidden labels (int32, one per test id) and the private-half mask (bool)."""
+    row = connection.execute(
+        select(competition_table.c.labels, competition_table.c.private_mask).where(
+            competition_table.c.id == 1
+        )
+    ).one()
+    labels = np.frombuffer(row.labels, dtype="<i4").astype(np.int64)
+    private = np.frombuffer(row.private_mask, dtype=np.uint8).astype(bool)
+    return labels, private
+
+
+def split_private(count: int, seed: int) -> np.ndarray:
+    """A seeded half of the test ids (the larger half when odd) is private; the rest is public."""
+    order = np.random.default_rng(seed).permutation(count)
+    private = np.zeros(count, dtype=bool)
+    private[order[count // 2 :]] = True
+    return private
+
+
+def init_competition(
+    db_url: str,
+    *,
+    data_name: str,
+    labels: Sequence[int] | np.ndarray,
+    num_classes: int,
+    seed: int = 0,
+    daily_limit: int = 5,
+    close_at: datetime | str | None = None,
+) -> str:
+    """Create the competition (hidden labels, public/private split); return the organiser token.
+
+    The token is shown once: only its salted hash is stored.
+    """
+    answers = np.asarray(labels)
+    if answers.ndim != 1 or answers.size < 2 or not np.issubdtype(answers.dtype, np.integer):
+        raise ValueError(
+            "labels must be a 1D array of at least 2 integer class indices. "
+            f"Received: dtype={answers.dtype}, shape={answers.shape}"
+        )
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2. Received: num_classes={num_classes}")
+    if answers.min() < 0 or answers.max() >= num_classes:
+        raise ValueError(
+            f"labels must lie in 0..{num_classes - 1}. "
+            f"Received: values from {answers.min()} to {answers.max()}"
+        )
+    if daily_limit < 1:
+        raise ValueError(f"daily_limit must be at least 1. Received: daily_limit={daily_limit}")
+    close = parse_close_at(close_at)
+    now = utc_now()
+    with open_engine(db_url, create=True) as engine:
+        metadata.create_all(engine)
+        with write_transaction(engine) as connection:
+            if load_competition(connection) is not None:
+                raise ValueError(
+                    f"{db_url} already holds a competition; use a new database for a new one"
+                )
+            connection.execute(
+                insert(competition_table).values(
+                    id=1,
+                    data_name=data_name,
+                    num_classes=num_classes,
+                    test_count=int(answers.size),
+                    labels=answers.astype("<i4").tobytes(),
+                    private_mask=split_private(answers.size, seed).astype(np.uint8).tobytes(),
+                    seed=seed,
+                    daily_limit=daily_limit,
+                    created_at=now,
+                    close_at=close,
+                    revealed_at=None,
+                )
+            )
+            token, row = new_token("organiser", None, now)
+            connection.execute(insert(tokens_table).values(**row))
+    return token
+
+
+def add_team(db_url: str, name: str) -> str:
+    """Register a team; return its token (shown once, only a salted hash is stored)."""
+    shown = name.strip()
+    if not shown or len(shown) > MAX_NAME_LENGTH:
+        raise ValueError(
+            f"team name must have 1 to {MAX_NAME_LENGTH} characters. Received: name={name!r}"
+        )
+    now = utc_now()
+    with open_engine(db_url) as engine:
+        try:
+            with write_transaction(engine) as connection:
+                _require_competition(connection, db_url)
+                team_id = connection.execute(
+                    insert(teams_table).values(name=shown, created_at=now)
+                ).inserted_primary_key[0]
+                token, row = new_token("team", team_id, now)
+                connection.execute(insert(tokens_table).values(**row))
+        except IntegrityError:
+            raise ValueError(f"a team named {shown!r} already exists") from None
+    return token
+
+
+def reveal(db_url: str) -> datetime:
+    """Switch the leaderboard to private scores (idempotent); return when that happened."""
+    with open_engine(db_url) as engine, write_transaction(engine) as connection:
+        return reveal_in(connection, db_url)
+
+
+def reveal_in(connection: Connection, db_url: str = "the database") -> datetime:
+    competition = _require_competition(connection, db_url)
+    if competition.revealed_at is not None:
+        return competition.revealed_at
+    now = utc_now()
+    connection.execute(
+        update(competition_table).where(competition_table.c.id == 1).values(revealed_at=now)
+    )
+    return now
+
+
+def _require_competition(connection: Connection, db_url: str) -> Competition:
+    competition = find_competition(connection)
+    if competition is None:
+        raise ValueError(f"{db_url} holds no competition; run `cnnlab quest init` first")
+    return competition

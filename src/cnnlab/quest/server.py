@@ -1,0 +1,267 @@
+"""The leaderboard server: FastAPI routes over the quest database.
+
+Routes:
+    GET  /                   the HTML page: leaderboard, histogram of public scores, recent log
+    GET  /api/competition    data set, test size, daily limit, close time, whether revealed
+    GET  /api/leaderboard    one entry per team, best first (JSON list)
+    GET  /api/log            the lecture's log lines, text/plain (``?limit=N``)
+    GET  /api/submissions    the calling team's own submissions (team token)
+    POST /api/submissions    submit a CSV (team token; multipart: file, model, train_time, code)
+    POST /api/reveal         switch to private scores (organiser token)
+
+The hidden labels are read once into memory and never sent; private scores appear in answers
+only after the reveal (or the close time).
+"""
+
+import math
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
+from starlette.datastructures import UploadFile
+
+from cnnlab.quest import board
+from cnnlab.quest.db import (
+    Competition,
+    authenticate,
+    find_competition,
+    load_answer_key,
+    load_competition,
+    make_db_engine,
+    reveal_in,
+    utc_now,
+    write_transaction,
+)
+from cnnlab.quest.page import render_page
+from cnnlab.quest.scoring import SubmissionError, parse_submission, score
+from cnnlab.quest.tokens import Principal
+
+MAX_TEXT_LENGTH = 500
+_CHUNK_LIMIT_MESSAGE = "the upload is larger than the server's limit of {limit:,} bytes"
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def create_app(
+    db_url: str,
+    *,
+    max_upload_bytes: int = 1_000_000,
+    clock: Callable[[], datetime] | None = None,
+) -> FastAPI:
+    """The app for an initialised quest database (``init_competition`` first).
+
+    ``max_upload_bytes`` bounds a submission's request body; ``clock`` (returning an aware UTC
+    datetime) replaces the wall clock in tests of the daily limit and the close time.
+    """
+    if max_upload_bytes < 1:
+        raise ValueError(f"max_upload_bytes must be positive. Received: {max_upload_bytes}")
+    now = clock or utc_now
+    engine = make_db_engine(db_url)
+    with engine.connect() as connection:
+        if find_competition(connection) is None:
+            engine.dispose()
+            raise ValueError(f"{db_url} holds no competition; run `cnnlab quest init` first")
+        labels, private = load_answer_key(connection)
+
+    app = FastAPI(title="cnnlab quest", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.engine = engine
+    bearer = HTTPBearer(auto_error=False)
+
+    def caller(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Principal:
+        if credentials is None:
+            raise HTTPException(
+                401,
+                "missing token: send the header 'Authorization: Bearer TOKEN'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        with engine.connect() as connection:
+            principal = authenticate(connection, credentials.credentials)
+        if principal is None:
+            raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
+        return principal
+
+    def team(principal: Annotated[Principal, Depends(caller)]) -> Principal:
+        if principal.role != "team":
+            raise HTTPException(403, "this route needs a team's token")
+        return principal
+
+    def organiser(principal: Annotated[Principal, Depends(caller)]) -> Principal:
+        if principal.role != "organiser":
+            raise HTTPException(403, "this route needs the organiser's token")
+        return principal
+
+    def competition(connection: Connection) -> tuple[Competition, bool]:
+        state = load_competition(connection)
+        return state, state.is_revealed(now())
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> HTMLResponse:
+        with engine.connect() as connection:
+            state, revealed = competition(connection)
+            html = render_page(
+                state.public_info(now()),
+                board.leaderboard(connection, revealed),
+                board.public_scores(connection),
+                board.recent_log(connection, state, revealed, limit=50),
+            )
+        return HTMLResponse(html, headers=_PAGE_HEADERS)
+
+    @app.get("/api/competition")
+    def competition_info() -> dict:
+        with engine.connect() as connection:
+            state, _ = competition(connection)
+        return state.public_info(now())
+
+    @app.get("/api/leaderboard")
+    def leaderboard() -> list[dict]:
+        with engine.connect() as connection:
+            _, revealed = competition(connection)
+            return board.leaderboard(connection, revealed)
+
+    @app.get("/api/log", response_class=PlainTextResponse)
+    def log(limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> PlainTextResponse:
+        with engine.connect() as connection:
+            state, revealed = competition(connection)
+            lines = board.recent_log(connection, state, revealed, limit)
+        return PlainTextResponse("".join(line + "\n" for line in lines))
+
+    @app.get("/api/submissions")
+    def own_submissions(who: Annotated[Principal, Depends(team)]) -> dict:
+        with engine.connect() as connection:
+            state, revealed = competition(connection)
+            rows = board.history(connection, who.team_id, revealed)
+        today = board.utc_day(now())
+        used_today = sum(1 for row in rows if row["created_at"][:10] == today)
+        return {
+            "team": who.team_name,
+            "submissions": rows,
+            "submissions_left": max(state.daily_limit - used_today, 0),
+        }
+
+    @app.post("/api/submissions", status_code=201)
+    async def submit(request: Request, who: Annotated[Principal, Depends(team)]) -> JSONResponse:
+        body = await read_limited_body(request, max_upload_bytes)
+        fields = await parse_form(request, body)
+        state = await run_in_threadpool(_load_state, engine)
+        try:
+            predictions = await run_in_threadpool(
+                parse_submission,
+                fields.pop("data"),
+                test_count=state.test_count,
+                num_classes=state.num_classes,
+            )
+        except SubmissionError as error:
+            raise HTTPException(422, f"file: {error}") from None
+        scores = score(predictions, labels, private)
+        try:
+            recorded = await run_in_threadpool(
+                board.record_submission,
+                engine,
+                team_id=who.team_id,
+                team_name=who.team_name,
+                scores=scores,
+                now=now(),
+                **fields,
+            )
+        except board.DailyLimitReached as error:
+            raise HTTPException(429, str(error)) from None
+        except board.CompetitionClosed as error:
+            raise HTTPException(409, str(error)) from None
+        return JSONResponse(
+            {
+                "id": recorded.id,
+                "team": who.team_name,
+                "public_score": recorded.public_score,
+                "submissions_left": recorded.submissions_left,
+                "created_at": recorded.created_at.isoformat(),
+            },
+            status_code=201,
+        )
+
+    @app.post("/api/reveal")
+    def reveal(who: Annotated[Principal, Depends(organiser)]) -> dict:
+        with write_transaction(engine) as connection:
+            revealed_at = reveal_in(connection)
+        return {"revealed": True, "revealed_at": revealed_at.isoformat()}
+
+    return app
+
+
+def _load_state(engine: Engine) -> Competition:
+    with engine.connect() as connection:
+        return load_competition(connection)
+
+
+async def read_limited_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes.
+
+    A declared Content-Length over the limit is refused before reading anything; otherwise
+    (chunked uploads, or a lying header) bytes are counted as the chunks arrive.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise HTTPException(400, f"invalid Content-Length header: {declared[:40]!r}")
+        if int(declared) > limit:
+            raise HTTPException(413, _CHUNK_LIMIT_MESSAGE.format(limit=limit))
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413, _CHUNK_LIMIT_MESSAGE.format(limit=limit))
+    return bytes(body)
+
+
+async def parse_form(request: Request, body: bytes) -> dict:
+    """The multipart fields, checked: ``data`` (the file's bytes), model, train_time, code."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise HTTPException(
+            422, "expected a multipart/form-data body with fields file, model, train_time"
+        )
+
+    async def replay() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    form = await Request(request.scope, replay).form(max_files=1, max_fields=10)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise HTTPException(422, "file: missing; attach the predictions CSV as the field 'file'")
+    data = await upload.read()
+    await form.close()
+    model = _text_field(form.get("model"), "model", required=True)
+    code = _text_field(form.get("code"), "code", required=False) or None
+    train_time_text = _text_field(form.get("train_time"), "train_time", required=True)
+    try:
+        train_time = float(train_time_text)
+    except ValueError:
+        train_time = math.nan
+    if not math.isfinite(train_time) or train_time < 0:
+        raise HTTPException(
+            422, f"train_time must be a number of seconds >= 0. Received: {train_time_text!r}"
+        )
+    return {"data": data, "model": model, "train_time": train_time, "code": code}
+
+
+def _text_field(value: object, name: str, *, required: bool) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise HTTPException(422, f"{name}: missing; it is a required form field")
+        return ""
+    if not isinstance(value, str):
+        raise HTTPException(422, f"{name}: expected a text field, not a file")
+    text = value.strip()
+    if len(text) > MAX_TEXT_LENGTH:
+        raise HTTPException(
+            422, f"{name}: at most {MAX_TEXT_LENGTH} characters. Received: {len(text)}"
+        )
+    return text

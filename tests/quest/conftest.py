@@ -1,0 +1,215 @@
+"""Fixtures for the quest server: a database per test (SQLite, and PostgreSQL when configured),
+a small competition whose private score is a number that appears nowhere else, live servers.
+
+PostgreSQL runs when ``CNNLAB_TEST_POSTGRES_URL`` is set (e.g.
+``postgresql+psycopg://postgres@127.0.0.1:55432/postgres``); each test gets a fresh schema.
+"""
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("sqlalchemy")
+
+from cnnlab.quest.db import add_team, init_competition, split_private
+
+
+def pytest_configure(config):
+    # Starlette's TestClient asks for "httpx2"; httpx is what this project uses.
+    config.addinivalue_line("filterwarnings", "ignore:Using `httpx` with `starlette.testclient`")
+
+
+POSTGRES_ENV = "CNNLAB_TEST_POSTGRES_URL"
+TEST_COUNT = 256  # 128 public ids, 128 private ids
+NUM_CLASSES = 10
+SEED = 7
+# The probe submission gets every public id right and 99 of the 128 private ids: a private score
+# of 0.7734375 ("0.77344" at five decimals). No other number in the suite starts with 0.7734.
+PRIVATE_CORRECT = 99
+SECRET_SCORE_TEXT = "0.7734"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """A database URL nobody else uses: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'quest.db'}"
+        return
+    base = os.environ.get(POSTGRES_ENV)
+    if not base:
+        pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV} (e.g. postgresql+psycopg://...)")
+    yield from _postgres_schema(base)
+
+
+def _postgres_schema(base: str):
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    schema = f"quest_test_{secrets.token_hex(6)}"
+    admin = create_engine(make_url(base).set(drivername="postgresql+psycopg"))
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(base).set(drivername="postgresql+psycopg")
+    url = url.update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@dataclass
+class Quest:
+    """A competition in ``db_url``: its answer key and helpers to build submissions."""
+
+    db_url: str
+    organiser_token: str
+    labels: np.ndarray
+    private: np.ndarray
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def team(self, name: str) -> str:
+        self.tokens[name] = add_team(self.db_url, name)
+        return self.tokens[name]
+
+    def predictions(
+        self, public_correct: int | None = None, private_correct: int = 0
+    ) -> np.ndarray:
+        """Right on the first ``public_correct`` public ids (all when None) and the first
+        ``private_correct`` private ids, wrong elsewhere."""
+        guess = (self.labels + 1) % NUM_CLASSES
+        public_ids = np.flatnonzero(~self.private)
+        private_ids = np.flatnonzero(self.private)
+        right = public_ids[: len(public_ids) if public_correct is None else public_correct]
+        guess[right] = self.labels[right]
+        guess[private_ids[:private_correct]] = self.labels[private_ids[:private_correct]]
+        return guess
+
+    def probe_csv(self) -> str:
+        """Public score 1.0; private score 0.7734375 (the number that must stay hidden)."""
+        return to_csv(self.predictions(private_correct=PRIVATE_CORRECT))
+
+
+def to_csv(predictions: np.ndarray) -> str:
+    return "id,label\n" + "".join(f"{i},{label}\n" for i, label in enumerate(predictions))
+
+
+def make_quest(db_url: str, **options) -> Quest:
+    labels = np.random.default_rng(0).integers(0, NUM_CLASSES, TEST_COUNT)
+    token = init_competition(
+        db_url, data_name="fashion-mnist", labels=labels, num_classes=NUM_CLASSES, seed=SEED,
+        **options,
+    )  # fmt: skip
+    return Quest(db_url, token, labels, split_private(TEST_COUNT, SEED))
+
+
+@pytest.fixture
+def quest(db_url) -> Quest:
+    return make_quest(db_url)
+
+
+def submission(token: str, csv: str, model: str = "LeNet-5", train_time: str = "12.5", **extra):
+    """Keyword arguments for a client's ``post`` to /api/submissions."""
+    return {
+        "headers": {"Authorization": f"Bearer {token}"},
+        "files": {"file": ("predictions.csv", csv.encode(), "text/csv")},
+        "data": {"model": model, "train_time": train_time, **extra},
+    }
+
+
+@contextmanager
+def uvicorn_thread(app):
+    """A real uvicorn server for ``app`` on 127.0.0.1 (a free port), in a thread."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# The server as a user starts it: `python -m cnnlab quest serve ...`.
+QUEST_COMMAND = [sys.executable, "-m", "cnnlab", "quest"]
+
+
+@contextmanager
+def serve_subprocess(db_url: str, log_path: Path):
+    """`cnnlab quest serve` in its own process; yields (process, base URL) once it answers."""
+    port = free_port()
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [*QUEST_COMMAND, "serve", "--db", db_url, "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the server exited: {log_path.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/api/competition", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not answer: {log_path.read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield process, url
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def kit():
+    """The helpers above, for test modules (conftest is not importable under importlib mode)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        to_csv=to_csv,
+        make_quest=make_quest,
+        submission=submission,
+        uvicorn_thread=uvicorn_thread,
+        serve_subprocess=serve_subprocess,
+        quest_command=QUEST_COMMAND,
+        secret=SECRET_SCORE_TEXT,
+        test_count=TEST_COUNT,
+        num_classes=NUM_CLASSES,
+    )
