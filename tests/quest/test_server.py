@@ -389,3 +389,19 @@ def test_unsupported_database_urls_are_refused(url):
 def test_an_uninitialised_database_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="cnnlab quest init"):
         create_app(f"sqlite:///{tmp_path / 'missing.db'}")
+
+
+def test_the_cached_board_follows_other_processes(quest, client, kit, clock):
+    # The leaderboard is cached between changes; a submission through another server process
+    # and a reveal from the CLI (straight into the database) must show on the next read.
+    assert client.get("/api/leaderboard").json() == []
+    token = quest.team("elsewhere")
+    csv = kit.to_csv(quest.predictions(public_correct=32, private_correct=64))
+    with TestClient(create_app(quest.db_url, clock=clock)) as other:
+        assert other.post("/api/submissions", **kit.submission(token, csv)).status_code == 201
+    [entry] = client.get("/api/leaderboard").json()
+    assert entry["team"] == "elsewhere"
+    assert "private_score" not in entry
+    reveal(quest.db_url)
+    [entry] = client.get("/api/leaderboard").json()
+    assert entry["private_score"] == pytest.approx(64 / 128)

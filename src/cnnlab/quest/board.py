@@ -151,6 +151,11 @@ def leaderboard(connection: Connection, revealed: bool) -> list[dict]:
     return entries
 
 
+def board_version(connection: Connection) -> int:
+    """The newest submission's id: the leaderboard changes only when it does (or at the reveal)."""
+    return connection.execute(select(func.max(submissions_table.c.id))).scalar() or 0
+
+
 def public_scores(connection: Connection) -> list[float]:
     """Every submission's public score (for the histogram)."""
     return list(connection.execute(select(submissions_table.c.public_score)).scalars())

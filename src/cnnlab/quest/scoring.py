@@ -15,6 +15,8 @@ import numpy as np
 
 HEADER = ("id", "label")
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
+# A whole body of well-formed rows: the fast path parses it with NumPy in one go.
+_ROWS = re.compile(r"(?:[ \t]*-?[0-9]{1,18}[ \t]*,[ \t]*-?[0-9]{1,18}[ \t]*(?:\n|\Z))*")
 
 
 class SubmissionError(ValueError):
@@ -48,6 +50,9 @@ def parse_submission(data: bytes, *, test_count: int, num_classes: int) -> np.nd
         raise SubmissionError(
             f"the file has {rows} rows; expected exactly {test_count}, one per test id"
         )
+    fast = _parse_valid(lines[1:], test_count=test_count, num_classes=num_classes)
+    if fast is not None:
+        return fast
     predictions = np.full(test_count, -1, dtype=np.int64)
     seen_at = np.zeros(test_count, dtype=np.int64)  # the line where each id appeared, 0 = not yet
     for number, line in enumerate(lines[1:], start=2):
@@ -80,6 +85,26 @@ def parse_submission(data: bytes, *, test_count: int, num_classes: int) -> np.nd
             f"{missing.size} of {test_count} ids are missing (first: {shown}); "
             "every test id must appear exactly once"
         )
+    return predictions
+
+
+def _parse_valid(rows: list[str], *, test_count: int, num_classes: int) -> np.ndarray | None:
+    """The predictions of a valid body in ~1 ms, vectorised; None when anything is off, so that
+    the line-by-line pass finds and names the problem. (That pass costs ~15 ms per 10,000 rows:
+    the server's bottleneck under load.)"""
+    body = "\n".join(rows)
+    if len(rows) != test_count or not _ROWS.fullmatch(body):
+        return None
+    numbers = np.array(body.replace(",", " ").split(), dtype=np.int64)
+    ids, labels = numbers[0::2], numbers[1::2]
+    if ids.size != test_count or ids.min() < 0 or ids.max() >= test_count:
+        return None
+    if labels.min() < 0 or labels.max() >= num_classes:
+        return None
+    if np.bincount(ids, minlength=test_count).max() != 1:  # n ids in range, none twice: all
+        return None
+    predictions = np.empty(test_count, dtype=np.int64)
+    predictions[ids] = labels
     return predictions
 
 

@@ -13,12 +13,13 @@ The hidden labels are read once into memory and never sent; private scores appea
 only after the reveal (or the close time).
 """
 
+import json
 import math
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -122,11 +123,25 @@ def create_app(
             state, _ = competition(connection)
         return state.public_info(now())
 
-    @app.get("/api/leaderboard")
-    def leaderboard() -> list[dict]:
+    # The board is rebuilt and encoded only when a submission or the reveal changed it: under
+    # load, readers far outnumber submissions. The key is read from the database on every request,
+    # so a reveal or a submission made by another process shows at once.
+    cached: list[tuple[object, bytes]] = [(None, b"")]  # (key, body), replaced as one object
+
+    def leaderboard_body() -> bytes:
         with engine.connect() as connection:
             _, revealed = competition(connection)
-            return board.leaderboard(connection, revealed)
+            key = (board.board_version(connection), revealed)
+            cached_key, body = cached[0]
+            if cached_key != key:
+                entries = board.leaderboard(connection, revealed)
+                body = json.dumps(entries, separators=(",", ":")).encode()
+                cached[0] = (key, body)
+            return body
+
+    @app.get("/api/leaderboard")
+    def leaderboard() -> Response:
+        return Response(leaderboard_body(), media_type="application/json")
 
     @app.get("/api/log", response_class=PlainTextResponse)
     def log(limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> PlainTextResponse:
