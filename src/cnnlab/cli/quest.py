@@ -97,13 +97,11 @@ def serve_command(
     ] = 1_000_000,
 ) -> None:
     """Run the leaderboard server (FastAPI under uvicorn)."""
-    import uvicorn
-
-    from cnnlab.quest.server import create_app
+    from cnnlab.quest.server import create_app, serve
 
     app = create_app(db, max_upload_bytes=max_upload_bytes)
     err.print(f"cnnlab quest: serving {escape(db)} on http://{host}:{port}")
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    serve(app, host=host, port=port)
 
 
 @team_app.command("add")

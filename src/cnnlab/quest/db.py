@@ -147,9 +147,11 @@ def make_db_engine(db_url: str, *, create: bool = False) -> Engine:
         raise FileNotFoundError(
             f"No such quest database: {url.database} (create it with `cnnlab quest init`)"
         )
-    # Writers queue on SQLite's lock, so let waiting requests hold a connection each.
+    # Writers queue on SQLite's lock, so let waiting requests hold a connection each; keep as
+    # many open as the server has worker threads (40), since reopening one (and its PRAGMAs) per
+    # request costs more than the leaderboard read itself.
     engine = create_engine(
-        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, pool_size=8, max_overflow=56
+        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, pool_size=40, max_overflow=24
     )
     _configure_sqlite(engine)
     return engine

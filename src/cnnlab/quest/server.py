@@ -15,6 +15,7 @@ only after the reveal (or the close time).
 
 import json
 import math
+import socket
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
@@ -210,6 +211,35 @@ def create_app(
         return {"revealed": True, "revealed_at": revealed_at.isoformat()}
 
     return app
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` whose connections send small writes at once.
+
+    asyncio turns Nagle's algorithm off only for sockets created with ``proto=IPPROTO_TCP``;
+    with uvicorn's own socket (proto 0) a JSON response (headers, then body, in two writes) waits
+    for the client's delayed ACK: ~40 ms per request on Linux instead of ~1 ms.
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as error:
+        sock.close()
+        raise ValueError(f"cannot listen on {host}:{port} ({error.strerror})") from None
+    sock.listen(2048)
+    return sock
+
+
+def serve(app: FastAPI, *, host: str, port: int, log_level: str = "info") -> None:
+    """Run ``app`` under uvicorn on ``host:port`` until interrupted."""
+    import uvicorn
+
+    sock = listening_socket(host, port)
+    uvicorn.Server(uvicorn.Config(app, log_level=log_level)).run(sockets=[sock])
 
 
 def _load_state(engine: Engine) -> Competition:
