@@ -32,7 +32,8 @@ def clock():
 
 @pytest.fixture
 def client(quest, clock):
-    with TestClient(create_app(quest.db_url, clock=clock)) as client:
+    # No board caching across processes here: tests reveal through the database directly.
+    with TestClient(create_app(quest.db_url, clock=clock, board_refresh_seconds=0)) as client:
         yield client
 
 
@@ -392,8 +393,8 @@ def test_an_uninitialised_database_is_refused(tmp_path):
 
 
 def test_the_cached_board_follows_other_processes(quest, client, kit, clock):
-    # The leaderboard is cached between changes; a submission through another server process
-    # and a reveal from the CLI (straight into the database) must show on the next read.
+    # With board_refresh_seconds=0 the board's key is read on every request: a submission through
+    # another server process and a reveal from the CLI show on the next read.
     assert client.get("/api/leaderboard").json() == []
     token = quest.team("elsewhere")
     csv = kit.to_csv(quest.predictions(public_correct=32, private_correct=64))
@@ -405,3 +406,26 @@ def test_the_cached_board_follows_other_processes(quest, client, kit, clock):
     reveal(quest.db_url)
     [entry] = client.get("/api/leaderboard").json()
     assert entry["private_score"] == pytest.approx(64 / 128)
+
+
+def test_the_board_cache_is_bounded_by_its_refresh_time(quest, kit, clock):
+    # Served from memory for board_refresh_seconds, except after this process's own changes.
+    with TestClient(create_app(quest.db_url, clock=clock, board_refresh_seconds=3600)) as client:
+        assert client.get("/api/leaderboard").json() == []
+        token = quest.team("here")
+        csv = kit.to_csv(quest.predictions(public_correct=32, private_correct=64))
+        assert client.post("/api/submissions", **kit.submission(token, csv)).status_code == 201
+        [entry] = client.get("/api/leaderboard").json()  # its own submission: at once
+        assert entry["team"] == "here"
+        reveal(quest.db_url)  # another process: not before the refresh time
+        assert "private_score" not in client.get("/api/leaderboard").json()[0]
+        answer = client.post(
+            "/api/reveal", headers={"Authorization": f"Bearer {quest.organiser_token}"}
+        )
+        assert answer.status_code == 200
+        assert client.get("/api/leaderboard").json()[0]["private_score"] == pytest.approx(0.5)
+
+
+def test_board_refresh_must_not_be_negative(quest):
+    with pytest.raises(ValueError, match=r"board_refresh_seconds must be >= 0. Received: -1"):
+        create_app(quest.db_url, board_refresh_seconds=-1)

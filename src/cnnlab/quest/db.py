@@ -243,7 +243,9 @@ class Competition:
 
 
 def load_competition(connection: Connection) -> Competition | None:
-    row = connection.execute(select(competition_table).where(competition_table.c.id == 1)).first()
+    """The competition's settings; not its answer key (50 KB that every request would fetch)."""
+    columns = [c for c in competition_table.c if c.name not in ("labels", "private_mask")]
+    row = connection.execute(select(*columns).where(competition_table.c.id == 1)).first()
     if row is None:
         return None
     return Competition(

@@ -16,6 +16,8 @@ only after the reveal (or the close time).
 import json
 import math
 import socket
+import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
@@ -57,12 +59,17 @@ def create_app(
     *,
     max_upload_bytes: int = 1_000_000,
     clock: Callable[[], datetime] | None = None,
+    board_refresh_seconds: float = 1.0,
 ) -> FastAPI:
     """The app for an initialised quest database (``init_competition`` first).
 
     ``max_upload_bytes`` bounds a submission's request body; ``clock`` (returning an aware UTC
-    datetime) replaces the wall clock in tests of the daily limit and the close time.
+    datetime) replaces the wall clock in tests of the daily limit and the close time;
+    ``board_refresh_seconds`` is how stale the cached leaderboard may be for changes made by
+    another process (0: none).
     """
+    if not board_refresh_seconds >= 0:
+        raise ValueError(f"board_refresh_seconds must be >= 0. Received: {board_refresh_seconds!r}")
     if max_upload_bytes < 1:
         raise ValueError(f"max_upload_bytes must be positive. Received: {max_upload_bytes}")
     now = clock or utc_now
@@ -124,25 +131,46 @@ def create_app(
             state, _ = competition(connection)
         return state.public_info(now())
 
-    # The board is rebuilt and encoded only when a submission or the reveal changed it: under
-    # load, readers far outnumber submissions. The key is read from the database on every request,
-    # so a reveal or a submission made by another process shows at once.
-    cached: list[tuple[object, bytes]] = [(None, b"")]  # (key, body), replaced as one object
+    # Readers far outnumber submissions, so the board is built and encoded only when a submission
+    # or the reveal changed it, and served from memory in between: this process's own submissions
+    # and reveals show at once; those of another process (the CLI's reveal, a second server) within
+    # ``board_refresh_seconds``, when the board's key is read from the database again (0: on
+    # every request).
+    # (key, body, when checked, the close time that will reveal the board or None)
+    cached: list[tuple[object, bytes, float, datetime | None]] = [(None, b"", -math.inf, None)]
+
+    rebuilding = threading.Lock()  # one reader refreshes the board; the others take its result
 
     def leaderboard_body() -> bytes:
+        asked = time.monotonic()
+        with rebuilding:
+            key, body, checked, _ = cached[0]
+            if key is not None and checked >= asked:
+                return body  # refreshed by another reader while this one waited
+            return refresh_board()
+
+    def refresh_board() -> bytes:
         with engine.connect() as connection:
-            _, revealed = competition(connection)
+            state, revealed = competition(connection)
             key = (board.board_version(connection), revealed)
-            cached_key, body = cached[0]
+            cached_key, body, _, _ = cached[0]
             if cached_key != key:
                 entries = board.leaderboard(connection, revealed)
                 body = json.dumps(entries, separators=(",", ":")).encode()
-                cached[0] = (key, body)
+            closes = None if revealed else state.close_at
+            cached[0] = (key, body, time.monotonic(), closes)
             return body
 
+    def board_changed() -> None:
+        cached[0] = (None, b"", -math.inf, None)
+
     @app.get("/api/leaderboard")
-    def leaderboard() -> Response:
-        return Response(leaderboard_body(), media_type="application/json")
+    async def leaderboard() -> Response:
+        _, body, checked, closes = cached[0]
+        stale = time.monotonic() - checked >= board_refresh_seconds
+        if stale or (closes is not None and now() >= closes):
+            body = await run_in_threadpool(leaderboard_body)
+        return Response(body, media_type="application/json")
 
     @app.get("/api/log", response_class=PlainTextResponse)
     def log(limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> PlainTextResponse:
@@ -193,6 +221,7 @@ def create_app(
             raise HTTPException(429, str(error)) from None
         except board.CompetitionClosed as error:
             raise HTTPException(409, str(error)) from None
+        board_changed()
         return JSONResponse(
             {
                 "id": recorded.id,
@@ -208,6 +237,7 @@ def create_app(
     def reveal(who: Annotated[Principal, Depends(organiser)]) -> dict:
         with write_transaction(engine) as connection:
             revealed_at = reveal_in(connection)
+        board_changed()
         return {"revealed": True, "revealed_at": revealed_at.isoformat()}
 
     return app
