@@ -39,10 +39,7 @@ SCRIPT_NAMES = (
 )
 
 if not CHROMIUM.is_file():
-    pytest.skip(
-        "Debian's chromium is absent at /usr/bin/chromium (apt install chromium)",
-        allow_module_level=True,
-    )
+    pytest.skip("no chromium at /usr/bin/chromium (apt install chromium)", allow_module_level=True)
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="the playwright package is absent (pip install playwright)"
 )

@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import math
 import os
-import platform
 import re
 import statistics
 import time
@@ -30,10 +29,9 @@ from typing import Any
 
 import torch
 
-import cnnlab
 from cnnlab.train.checkpoint import write_json
 from cnnlab.train.evaluate import resolve_device, synchronize
-from cnnlab.train.report import device_name, git_commit
+from cnnlab.train.report import device_name, software_context
 
 CEILINGS_FORMAT = "cnnlab-ceilings"
 MIB = 1 << 20
@@ -431,15 +429,8 @@ def _check_positive(name: str, value: Any) -> None:
 
 
 def _context(device: torch.device, repeats: int, budget: float, seed: int) -> dict[str, Any]:
-    git = git_commit()
     return {
-        "cnnlab_version": cnnlab.__version__,
-        "git_commit": git["commit"],
-        "git_dirty": git["dirty"],
-        "torch_version": torch.__version__,
-        "cuda_version": torch.version.cuda,
-        "python_version": platform.python_version(),
-        "platform": platform.platform(),
+        **software_context(),
         "device": str(device),
         "device_name": device_name(device),
         "threads": torch.get_num_threads(),

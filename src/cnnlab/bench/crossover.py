@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,7 +28,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-import cnnlab
 from cnnlab.bench.ceilings import CpuCounters, busy_note, others_cpu_share, tf32_enabled
 from cnnlab.data import InputAdapter, Normalization, load_dataset, preprocess
 from cnnlab.models import create_model
@@ -37,7 +35,7 @@ from cnnlab.models.registry import get_model_spec
 from cnnlab.summary import summary
 from cnnlab.train.checkpoint import write_json
 from cnnlab.train.evaluate import resolve_device, synchronize
-from cnnlab.train.report import device_name, git_commit
+from cnnlab.train.report import device_name, software_context
 
 MLP_BATCH_SIZES = (32, 256)
 MODEL_BATCH_SIZES = (8, 32, 128, 512)
@@ -566,15 +564,8 @@ def crossover_notes(result: CrossoverResult, devices_by_default: bool = True) ->
 
 
 def _context(config: CrossoverConfig, devices: Sequence[torch.device]) -> dict[str, Any]:
-    git = git_commit()
     return {
-        "cnnlab_version": cnnlab.__version__,
-        "git_commit": git["commit"],
-        "git_dirty": git["dirty"],
-        "torch_version": torch.__version__,
-        "cuda_version": torch.version.cuda,
-        "python_version": platform.python_version(),
-        "platform": platform.platform(),
+        **software_context(),
         "devices": {str(d): device_name(d) for d in devices},
         "threads": torch.get_num_threads(),
         "dtype": "float32",

@@ -17,12 +17,11 @@ figure as training FLOPs / apportioned joules, so it rests on the same assumptio
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from cnnlab.summary import human_count
 from cnnlab.train import TrainConfig, TrainResult, train
 from cnnlab.train.checkpoint import write_json
 from cnnlab.train.evaluate import resolve_device
+from cnnlab.train.loop import torch_threads
 from cnnlab.train.report import device_name
 
 PrintFn = Callable[[str], None]
@@ -233,18 +233,6 @@ class BenchRunResult:
         )
 
 
-@contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """The run's thread count for the ceiling too, so that both use the same cores."""
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _ceilings_file(path: Path, device: torch.device) -> Path:
     """A ceilings JSON, or the folder `cnnlab bench ceilings --out` wrote it into."""
     from cnnlab.bench.ceilings import ceilings_filename
@@ -435,7 +423,7 @@ def bench_run(
     device = resolve_device(config.train.device)  # cuda without CUDA: a clear error, now
     name = device_name(device)
     spec = _device_spec(name)
-    with _torch_threads(config.train.threads):
+    with torch_threads(config.train.threads):
         ceiling = _ceiling(config, device, name, log)
     meter = EnergyMeter(
         device, powercap_root=config.powercap_root, interval_seconds=config.energy_interval_seconds

@@ -79,7 +79,7 @@ def train(
     log = print_fn or _silent
     run_dir = new_run_dir(config.out, model=config.model, data=config.data)
     config = dataclasses.replace(config, out=str(run_dir))
-    with _torch_threads(config.threads):
+    with torch_threads(config.threads):
         run = _build(config, run_dir, log)
         run_dir.mkdir(parents=True, exist_ok=True)
         _save(run)  # epoch 0, step 0: a kill during the first epoch can be resumed too
@@ -120,7 +120,7 @@ def resume(
     for name in (CHECKPOINT_NAME, BEST_NAME, METRICS_NAME, REPORT_NAME):
         for stale in folder.glob(f".{name}.*.tmp"):  # left by a process killed while writing
             stale.unlink()
-    with _torch_threads(config.threads):
+    with torch_threads(config.threads):
         run = _build(config, folder, log, checkpoint=checkpoint, source=file)
         write_jsonl(folder / METRICS_NAME, run.metrics)  # drop lines after the checkpoint
         if not run.finished:
@@ -129,7 +129,7 @@ def resume(
 
 
 @contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
+def torch_threads(threads: int | None) -> Iterator[None]:
     """``torch.set_num_threads`` for the run, and the caller's setting back afterwards."""
     previous = torch.get_num_threads()
     if threads is not None:

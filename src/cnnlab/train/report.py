@@ -179,18 +179,26 @@ def device_name(device: torch.device) -> str:
     return cpu_name()
 
 
-def run_context(
-    device: torch.device, config: Any, *, wall_seconds: float, resumed: bool
-) -> dict[str, Any]:
-    """What produced the numbers; ``wall_seconds`` is this process's (a resumed run's last)."""
+def software_context() -> dict[str, Any]:
+    """The software behind a result (DESIGN principle 6): versions, commit, platform."""
     git = git_commit()
     return {
         "cnnlab_version": cnnlab.__version__,
         "git_commit": git["commit"],
         "git_dirty": git["dirty"],
         "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda,
         "python_version": platform.python_version(),
         "platform": platform.platform(),
+    }
+
+
+def run_context(
+    device: torch.device, config: Any, *, wall_seconds: float, resumed: bool
+) -> dict[str, Any]:
+    """What produced the numbers; ``wall_seconds`` is this process's (a resumed run's last)."""
+    return {
+        **software_context(),
         "device": str(device),
         "device_name": device_name(device),
         "precision": config.precision,
