@@ -238,7 +238,22 @@ def _check_interval(interval_seconds: float | None) -> None:
         )
 
 
-class RaplMeter:
+class _Metered:
+    """``with meter:`` is ``meter.start()`` ... ``meter.stop()``."""
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class RaplMeter(_Metered):
     """Joules per RAPL zone between ``start()`` and ``stop()`` (or over a ``with`` block).
 
     With ``interval_seconds`` set, a daemon thread samples every zone that often, so counter
@@ -336,17 +351,6 @@ class RaplMeter:
             for zone in self._zones
         )
         return self.readings
-
-    def __enter__(self) -> RaplMeter:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = f"not measurable: {self.reason}" if self.reason else f"{len(self._zones)} zone(s)"
@@ -453,7 +457,7 @@ def _cuda_uuid(index: int) -> str | None:
     return text if text.startswith("GPU-") else f"GPU-{text}"
 
 
-class EnergyMeter:
+class EnergyMeter(_Metered):
     """Every energy source this machine has for a run on ``device``, read in one go.
 
     The CPU's RAPL zones are always metered (the host works in a GPU run too); a CUDA device
@@ -504,17 +508,6 @@ class EnergyMeter:
             readings.append(EnergyReading("gpu (NVML)", "nvml", seconds, reason=self._gpu_reason))
         self.report = EnergyReport(seconds, tuple(readings))
         return self.report
-
-    def __enter__(self) -> EnergyMeter:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"EnergyMeter(device={str(self.device)!r}, {self.rapl!r}, {self.nvml!r})"

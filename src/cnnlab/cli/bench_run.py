@@ -14,12 +14,22 @@ import typer
 from rich.markup import escape
 
 from cnnlab.bench.run import BenchRunConfig, BenchRunResult, bench_run
-from cnnlab.cli.common import err, out, print_json, user_errors
-from cnnlab.train import TrainingDiverged, TrainingInterrupted, default_config
-from cnnlab.train.config import Precision
-
-INTERRUPTED_EXIT = 130  # as `cnnlab train`: 128 + SIGINT
-DIVERGED_EXIT = 1
+from cnnlab.cli.common import out, print_json, user_errors
+from cnnlab.cli.train import (
+    BatchSizeOption,
+    DataDirOption,
+    DataOption,
+    DeviceOption,
+    EpochsOption,
+    PrecisionOption,
+    RunDirOption,
+    SeedOption,
+    StepsOption,
+    ThreadsOption,
+    training_exits,
+    training_log,
+)
+from cnnlab.train import default_config
 
 
 @user_errors
@@ -27,27 +37,16 @@ def bench_run_command(
     model: Annotated[
         str, typer.Argument(metavar="MODEL", help="A model of the zoo (see `cnnlab models`).")
     ],
-    data: Annotated[
-        str | None, typer.Option("--data", help="Dataset name (see `cnnlab data list`).")
-    ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Passes over the training set.")] = None,
-    steps: Annotated[
-        int | None, typer.Option(help="Stop after this many optimizer steps in all.")
-    ] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Images per step.")] = None,
-    precision: Annotated[
-        Precision | None, typer.Option(help="fp32, or bf16/fp16 autocast.")
-    ] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
-    threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Folder that holds the dataset's files.")
-    ] = None,
-    out_dir: Annotated[
-        Path | None,
-        typer.Option("--out", help="Run folder (default runs/MODEL-DATA-YYYYmmdd-HHMMSS)."),
-    ] = None,
+    data: DataOption = None,
+    epochs: EpochsOption = None,
+    steps: StepsOption = None,
+    batch_size: BatchSizeOption = None,
+    precision: PrecisionOption = None,
+    device: DeviceOption = None,
+    threads: ThreadsOption = None,
+    seed: SeedOption = None,
+    data_dir: DataDirOption = None,
+    out_dir: RunDirOption = None,
     price_usd: Annotated[
         float | None,
         typer.Option(
@@ -96,18 +95,8 @@ def bench_run_command(
         usd_per_hour=usd_per_hour,
         ceilings=str(ceilings) if ceilings is not None else None,
     )
-    console = err if json_output else out
-
-    def log(text: str) -> None:
-        console.print(text, markup=False, highlight=False)
-
-    try:
-        result = bench_run(config, print_fn=log)
-    except TrainingInterrupted:
-        raise typer.Exit(INTERRUPTED_EXIT) from None
-    except TrainingDiverged as error:
-        err.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
-        raise typer.Exit(DIVERGED_EXIT) from None
+    with training_exits():
+        result = bench_run(config, print_fn=training_log(json_output))
     if json_output:
         print_json(result.to_dict())
         return

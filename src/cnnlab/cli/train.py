@@ -6,7 +6,9 @@ supplies the value, and only the flags the user typed override it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,6 +28,49 @@ from cnnlab.train.config import Optimizer, Precision, Schedule
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 DIVERGED_EXIT = 1
+
+# Options that `cnnlab train` shares with `cnnlab bench run` (which trains once, measured).
+DataOption = Annotated[
+    str | None, typer.Option("--data", help="Dataset name (see `cnnlab data list`).")
+]
+EpochsOption = Annotated[int | None, typer.Option(help="Passes over the training set.")]
+StepsOption = Annotated[
+    int | None, typer.Option(help="Stop after this many optimizer steps in all.")
+]
+BatchSizeOption = Annotated[int | None, typer.Option("--batch-size", help="Images per step.")]
+PrecisionOption = Annotated[Precision | None, typer.Option(help="fp32, or bf16/fp16 autocast.")]
+DeviceOption = Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+SeedOption = Annotated[int | None, typer.Option(help="Random seed: weights, order, augmentation.")]
+ThreadsOption = Annotated[int | None, typer.Option(help="CPU threads for torch.")]
+RunDirOption = Annotated[
+    Path | None,
+    typer.Option("--out", help="Run folder (default runs/MODEL-DATA-YYYYmmdd-HHMMSS)."),
+]
+DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="Folder that holds the dataset's files.")
+]
+
+
+def training_log(json_output: bool) -> Callable[[str], None]:
+    """Epoch lines to stdout, or to stderr when stdout is for JSON."""
+    console = err if json_output else out
+
+    def log(text: str) -> None:
+        console.print(text, markup=False, highlight=False)
+
+    return log
+
+
+@contextlib.contextmanager
+def training_exits() -> Iterator[None]:
+    """Ctrl-C (the library said how to resume) exits 130; a diverged run exits 1 with advice."""
+    try:
+        yield
+    except TrainingInterrupted:
+        raise typer.Exit(INTERRUPTED_EXIT) from None
+    except TrainingDiverged as error:
+        err.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+        raise typer.Exit(DIVERGED_EXIT) from None
 
 
 def parse_model_args(items: list[str] | None) -> dict[str, Any]:
@@ -52,14 +97,10 @@ def train_command(
         str | None,
         typer.Argument(metavar="MODEL", help="A model of the zoo (see `cnnlab models`)."),
     ] = None,
-    data: Annotated[
-        str | None, typer.Option("--data", help="Dataset name (see `cnnlab data list`).")
-    ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Passes over the training set.")] = None,
-    steps: Annotated[
-        int | None, typer.Option(help="Stop after this many optimizer steps in all.")
-    ] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Images per step.")] = None,
+    data: DataOption = None,
+    epochs: EpochsOption = None,
+    steps: StepsOption = None,
+    batch_size: BatchSizeOption = None,
     optimizer: Annotated[Optimizer | None, typer.Option(help="The optimizer.")] = None,
     lr: Annotated[float | None, typer.Option(help="(Peak) learning rate.")] = None,
     momentum: Annotated[float | None, typer.Option(help="SGD momentum.")] = None,
@@ -90,9 +131,7 @@ def train_command(
     grad_clip: Annotated[
         float | None, typer.Option("--grad-clip", help="Clip the gradient norm to this value.")
     ] = None,
-    precision: Annotated[
-        Precision | None, typer.Option(help="fp32, or bf16/fp16 autocast.")
-    ] = None,
+    precision: PrecisionOption = None,
     channels_last: Annotated[
         bool | None,
         typer.Option(
@@ -100,18 +139,11 @@ def train_command(
             help="channels_last memory format (default: on for models with convolutions).",
         ),
     ] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
-    seed: Annotated[
-        int | None, typer.Option(help="Random seed: weights, order, augmentation.")
-    ] = None,
-    threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
-    out_dir: Annotated[
-        Path | None,
-        typer.Option("--out", help="Run folder (default runs/MODEL-DATA-YYYYmmdd-HHMMSS)."),
-    ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Folder that holds the dataset's files.")
-    ] = None,
+    device: DeviceOption = None,
+    seed: SeedOption = None,
+    threads: ThreadsOption = None,
+    out_dir: RunDirOption = None,
+    data_dir: DataDirOption = None,
     model_arg: Annotated[
         list[str] | None,
         typer.Option("--model-arg", help="KEY=VALUE for the model builder, e.g. width=512."),
@@ -148,12 +180,8 @@ def train_command(
         "model_kwargs": parse_model_args(model_arg) or None,
     }
     given = {key: value for key, value in given.items() if value is not None}
-    console = err if json_output else out
-
-    def log(text: str) -> None:
-        console.print(text, markup=False, highlight=False)
-
-    try:
+    log = training_log(json_output)
+    with training_exits():
         if resume_dir is not None:
             if given or data is not None:
                 flags = [f"--{key.replace('_', '-')}" for key in given]
@@ -176,11 +204,6 @@ def train_command(
                     "e.g. --data digits"
                 )
             result = train(default_config(model, data, **given), print_fn=log)
-    except TrainingInterrupted:
-        raise typer.Exit(INTERRUPTED_EXIT) from None  # the library said how to resume
-    except TrainingDiverged as error:
-        err.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
-        raise typer.Exit(DIVERGED_EXIT) from None
     plots = result_plots(result)
     if json_output:
         print_json({**result.to_dict(), "plots": [str(result.run_dir / p) for p in plots]})
