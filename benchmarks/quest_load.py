@@ -226,7 +226,8 @@ def versions() -> dict[str, str]:
 
 
 def context(config: LoadConfig, db_url: str) -> dict:
-    from cnnlab.train.report import cpu_name, git_commit
+    from cnnlab.runtime.context import git_commit
+    from cnnlab.runtime.devices import cpu_name
 
     return {
         "benchmark": "quest_load",

@@ -199,7 +199,8 @@ def context(args) -> dict:
     import torch
 
     import cnnlab
-    from cnnlab.train.report import cpu_name, git_commit
+    from cnnlab.runtime.context import git_commit
+    from cnnlab.runtime.devices import cpu_name
 
     try:
         keras_version = importlib.metadata.version("keras")
@@ -271,7 +272,7 @@ def main() -> None:
                 print(f"  done: {name} batch {batch_size} ({repeat + 1})", file=sys.stderr)
     rows = [merge(name, batch_size, results) for (name, batch_size), results in runs.items()]
     recipe = merge("cnnlab-recipe", 128, [child("cnnlab-recipe", 0, 128)])
-    from cnnlab.train.report import cpu_name
+    from cnnlab.runtime.devices import cpu_name
 
     print(f"\nLeNet-like on Fashion-MNIST, {args.epochs} epochs, {cpu_name()}\n")
     print(f"{'competitor':<18}{'batch':>6}{'s/epoch':>10}{'test acc':>10}{'vs cnnlab':>11}")

@@ -13,11 +13,10 @@ The public API:
 ``cnnlab.summary`` and ``cnnlab.train`` are modules that can be called like their functions.
 """
 
-__version__ = "0.1.0"
-
 from cnnlab import ops, summary, train
 from cnnlab.data import load_dataset
 from cnnlab.models import create_model, get_model_spec, list_models, register_model
+from cnnlab.runtime.version import __version__
 from cnnlab.summary import ModelSummary, format_darknet, format_keras, summarize
 from cnnlab.train import TrainConfig, TrainResult, resume
 from cnnlab.train.predict import Predictor, load

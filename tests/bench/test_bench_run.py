@@ -15,8 +15,8 @@ from cnnlab.bench.ceilings import Ceilings, MatmulRate
 from cnnlab.bench.energy import EnergyMeter
 from cnnlab.bench.run import BenchRunConfig, bench_run
 from cnnlab.cli.bench_run import bench_run_command
+from cnnlab.runtime.devices import cpu_name
 from cnnlab.train import default_config
-from cnnlab.train.report import cpu_name
 
 PACKAGE_RANGE = 262_143_328_850
 DRAM_RANGE = 65_712_999_613

@@ -7,16 +7,14 @@ import numpy as np
 import pytest
 import torch
 
+from cnnlab.runtime.files import append_jsonl, atomic_write, write_json
 from cnnlab.train import load_checkpoint
 from cnnlab.train.checkpoint import (
     CHECKPOINT_KEYS,
-    append_jsonl,
-    atomic_write,
     capture_rng,
     checkpoint_file,
     new_run_dir,
     restore_rng,
-    write_json,
 )
 
 CPU = torch.device("cpu")

@@ -9,9 +9,9 @@ from PIL import Image
 from torch import nn
 
 from cnnlab.models import create_model
+from cnnlab.runtime.figures import DPI
 from cnnlab.summary import LayerKind
 from cnnlab.train.plots import (
-    DPI,
     capture_features,
     conv_layers,
     first_layer_kernels,

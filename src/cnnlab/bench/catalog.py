@@ -235,14 +235,14 @@ def plot_catalog(catalog: Iterable[DeviceSpec], path: str | Path) -> Path:
     or INT8 triangle), joined by a grey line and labelled with its name. Devices without a TDP
     or a public price are named under the panel they are missing from. Written atomically.
     """
-    from cnnlab.train.plots import _figure, _png_path, _save  # the project's Agg + atomic save
+    from cnnlab.runtime.figures import new_figure, png_path, save_png
 
-    out = _png_path(path)
+    out = png_path(path)
     specs = list(catalog)
     if not specs:
         raise ValueError("catalog is empty: no device to plot")
     positions = _spread_years(specs)
-    figure = _figure((14, 6.6))
+    figure = new_figure((14, 6.6))
     for ax, (denominator, title, ylabel, why) in zip(figure.subplots(1, 2), PANELS, strict=True):
         labels, missing = [], []
         for spec in specs:
@@ -280,7 +280,7 @@ def plot_catalog(catalog: Iterable[DeviceSpec], path: str | Path) -> Path:
         "Datasheet peaks per watt and per dollar: FP32 and the best low-precision figure",
         fontsize=12,
     )
-    return _save(figure, out)
+    return save_png(figure, out)
 
 
 def _legend_handles() -> list[Any]:

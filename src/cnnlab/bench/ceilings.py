@@ -29,9 +29,9 @@ from typing import Any
 
 import torch
 
-from cnnlab.train.checkpoint import write_json
-from cnnlab.train.evaluate import resolve_device, synchronize
-from cnnlab.train.report import device_name, software_context
+from cnnlab.runtime.context import software_context
+from cnnlab.runtime.devices import device_name, resolve_device, synchronize
+from cnnlab.runtime.files import write_json
 
 CEILINGS_FORMAT = "cnnlab-ceilings"
 MIB = 1 << 20

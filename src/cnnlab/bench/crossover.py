@@ -32,10 +32,10 @@ from cnnlab.bench.ceilings import CpuCounters, busy_note, others_cpu_share, tf32
 from cnnlab.data import InputAdapter, Normalization, load_dataset, preprocess
 from cnnlab.models import create_model
 from cnnlab.models.registry import get_model_spec
+from cnnlab.runtime.context import software_context
+from cnnlab.runtime.devices import device_name, resolve_device, synchronize
+from cnnlab.runtime.files import write_json
 from cnnlab.summary import summary
-from cnnlab.train.checkpoint import write_json
-from cnnlab.train.evaluate import resolve_device, synchronize
-from cnnlab.train.report import device_name, software_context
 
 MLP_BATCH_SIZES = (32, 256)
 MODEL_BATCH_SIZES = (8, 32, 128, 512)
@@ -583,11 +583,11 @@ def plot_crossover(result: CrossoverResult, path: str | Path) -> Path:
     size, hollow markers where extrapolated, each crossover marked; written atomically."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
 
-    from cnnlab.train.plots import _figure, _png_path, _save
+    from cnnlab.runtime.figures import new_figure, png_path, save_png
 
-    out = _png_path(path)
+    out = png_path(path)
     by_width = result.config.model is None
-    figure = _figure((9.0, 6.0))
+    figure = new_figure((9.0, 6.0))
     ax = figure.add_subplot()
     palette = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
     keys = result.config.batch_sizes_or_default if by_width else result.devices
@@ -670,7 +670,7 @@ def plot_crossover(result: CrossoverResult, path: str | Path) -> Path:
         ax.set_xticklabels([str(b) for b in result.config.sweep])
         title = f"{result.model}: epoch time against batch size (data: {result.data['name']})"
     ax.set_title(title, fontsize=10)
-    return _save(figure, out)
+    return save_png(figure, out)
 
 
 def _count(value: float) -> str:

@@ -21,9 +21,10 @@ from typing import Any
 
 import torch
 
-import cnnlab
 from cnnlab.bench.catalog import DeviceSpec, load_catalog, match_device
-from cnnlab.train.report import cpu_name, git_commit
+from cnnlab.runtime.context import git_commit
+from cnnlab.runtime.devices import cpu_name
+from cnnlab.runtime.version import __version__
 
 REPORT_FORMAT = "cnnlab-machine-report"
 # The SIMD features that decide how fast deep learning runs, with what each one brings.
@@ -213,7 +214,7 @@ def machine_report(catalog: Iterable[DeviceSpec] | None = None) -> MachineReport
         gpu_note=None if gpus else no_gpu_reason(),
         cpu_datasheet=match_device(cpu.model, devices),
         context={
-            "cnnlab_version": cnnlab.__version__,
+            "cnnlab_version": __version__,
             "git_commit": git["commit"],
             "git_dirty": git["dirty"],
             "python_version": platform.python_version(),

@@ -35,12 +35,11 @@ from cnnlab.bench.energy import (
     EnergyReport,
     not_measurable,
 )
+from cnnlab.runtime.devices import device_name, resolve_device
+from cnnlab.runtime.files import write_json
+from cnnlab.runtime.threads import torch_threads
 from cnnlab.summary import human_count
 from cnnlab.train import TrainConfig, TrainResult, train
-from cnnlab.train.checkpoint import write_json
-from cnnlab.train.evaluate import resolve_device
-from cnnlab.train.loop import torch_threads
-from cnnlab.train.report import device_name
 
 PrintFn = Callable[[str], None]
 BENCH_NAME = "bench.json"

@@ -20,13 +20,11 @@ by the model's cost law, e.g. ``n**2`` for an RBF SVM; a CNN times a few trainin
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import platform
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +32,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from cnnlab.runtime.threads import torch_threads
 
 PrintFn = Callable[[str], None]
 RESULT_FORMAT = "cnnlab-baselines"
@@ -276,7 +276,7 @@ def subsample(labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
 def run_baselines(config: BaselinesConfig, *, print_fn: PrintFn | None = None) -> BaselinesResult:
     """Train and score every model of ``config``; write baselines.json and baselines.png."""
     from cnnlab.data import load_dataset
-    from cnnlab.train.checkpoint import write_json
+    from cnnlab.runtime.files import write_json
 
     wall_start = time.perf_counter()
     log = print_fn or (lambda text: None)
@@ -309,7 +309,7 @@ def run_baselines(config: BaselinesConfig, *, print_fn: PrintFn | None = None) -
         f"{len(test_idx):,} of {data['test_total']:,} test images"
     )
     rows = []
-    with _threads(config.threads):
+    with torch_threads(config.threads, blas=True):
         for name in config.models:
             if name in CLASSICAL:
                 rows.append(_run_classical(name, config, split, log))
@@ -485,7 +485,7 @@ def _estimate_cnn(name: str, recipe: Any, split: _Split, log: PrintFn) -> float 
     """Seconds for the optimizer steps, from timing a few steps of the model on random inputs
     (plain SGD: the optimizer's own cost is small next to a CNN's forward and backward)."""
     from cnnlab.models import create_model
-    from cnnlab.train.evaluate import resolve_device, synchronize
+    from cnnlab.runtime.devices import resolve_device, synchronize
 
     device = resolve_device(recipe.device)
     with torch.random.fork_rng(devices=[]):
@@ -523,23 +523,6 @@ def _estimate_cnn(name: str, recipe: Any, split: _Split, log: PrintFn) -> float 
     return expected
 
 
-@contextlib.contextmanager
-def _threads(threads: int | None) -> Iterator[None]:
-    """Limit torch's and the BLAS libraries' threads for the run; restore them afterwards."""
-    from threadpoolctl import threadpool_limits
-
-    previous = torch.get_num_threads()
-    if threads is None:
-        yield
-        return
-    torch.set_num_threads(threads)
-    try:
-        with threadpool_limits(limits=threads):
-            yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _out_dir(out: str | None) -> Path:
     """The output folder (not created yet); an existing one must not hold another board."""
     if out is None:
@@ -560,19 +543,13 @@ def _out_dir(out: str | None) -> Path:
 def _context(config: BaselinesConfig, wall_seconds: float) -> dict[str, Any]:
     import sklearn
 
-    import cnnlab
-    from cnnlab.train.report import cpu_name, git_commit
+    from cnnlab.runtime.context import software_context
+    from cnnlab.runtime.devices import cpu_name
 
-    git = git_commit()
     return {
-        "cnnlab_version": cnnlab.__version__,
-        "git_commit": git["commit"],
-        "git_dirty": git["dirty"],
-        "torch_version": torch.__version__,
+        **software_context(),
         "sklearn_version": sklearn.__version__,
         "numpy_version": np.__version__,
-        "python_version": platform.python_version(),
-        "platform": platform.platform(),
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "threads": config.threads,
@@ -596,10 +573,10 @@ def plot_baselines(result: BaselinesResult, path: str | Path) -> Path:
     """Test accuracy against training time (log scale), one labelled point per model."""
     from matplotlib.ticker import FuncFormatter  # lazily, as cnnlab.train.plots does
 
-    from cnnlab.train.plots import _figure, _png_path, _save
+    from cnnlab.runtime.figures import new_figure, png_path, save_png
 
-    out = _png_path(path)
-    figure = _figure((8.6, 5.4))
+    out = png_path(path)
+    figure = new_figure((8.6, 5.4))
     ax = figure.add_subplot()
     colours = {"classical": "tab:blue", "cnn": "tab:red"}
     for kind, colour in colours.items():
@@ -656,7 +633,7 @@ def plot_baselines(result: BaselinesResult, path: str | Path) -> Path:
         fontsize=10,
     )
     ax.legend(loc="lower right", fontsize=8.5)
-    return _save(figure, out)
+    return save_png(figure, out)
 
 
 def _label_nudges(rows, y_low: float, y_high: float, *, height_pt: float = 300.0) -> list[float]:

@@ -9,25 +9,24 @@ crash or a kill at any moment leaves either the previous checkpoint or the new o
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import os
 import pickle
 import random
-import uuid
 import zipfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-import cnnlab
+from cnnlab.runtime.files import (
+    atomic_write,
+    default_output_dir,
+)
+from cnnlab.runtime.version import __version__
 
 FORMAT = "cnnlab-checkpoint"
 VERSION = 1
@@ -57,68 +56,9 @@ CHECKPOINT_KEYS = (
 )
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write ``path`` through ``write(file)`` into a temporary file, fsync, then rename it."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(temporary, "xb") as file:  # a new file, with the umask's permissions
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    _fsync_directory(path.parent)
-    return path
-
-
-def _fsync_directory(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def write_json(path: Path, data: Any) -> Path:
-    """``data`` as indented JSON, atomically."""
-    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
-    return atomic_write(path, lambda file: file.write(text.encode()))
-
-
-def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line and make it durable before returning."""
-    with open(path, "a", encoding="utf-8") as file:
-        file.write(json.dumps(record, allow_nan=False) + "\n")
-        file.flush()
-        os.fsync(file.fileno())
-
-
-def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
-    """Replace ``path`` with one JSON line per record, atomically."""
-    text = "".join(json.dumps(record, allow_nan=False) + "\n" for record in records)
-    return atomic_write(path, lambda file: file.write(text.encode()))
-
-
 def new_run_dir(out: str | os.PathLike[str] | None, *, model: str, data: str) -> Path:
     """The folder for a new run (not created yet): not a file, not holding another run."""
-    if out is None:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        base = Path("runs") / f"{model}-{data}-{stamp}"
-        path, number = base, 1
-        while path.exists():
-            number += 1
-            path = base.with_name(f"{base.name}-{number}")
-    else:
-        path = Path(out)
+    path = default_output_dir(f"{model}-{data}") if out is None else Path(out)
     if path.exists() and not path.is_dir():
         raise ValueError(
             f"out must be a folder for the run, but {path} is an existing file. "
@@ -285,7 +225,7 @@ class RunState:
             "metrics": list(self.metrics),
             "best": None if self.best is None else dict(self.best),
             "finished": self.finished,
-            "cnnlab_version": cnnlab.__version__,
+            "cnnlab_version": __version__,
         }
 
     def restore(self, checkpoint: dict[str, Any], source: Path) -> None:

@@ -16,8 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.data.device import InputAdapter, Normalization, preprocess
-
-AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+from cnnlab.runtime.devices import AUTOCAST_DTYPES, synchronize
 
 
 @dataclass(frozen=True, repr=False)
@@ -42,37 +41,6 @@ class EvalResult:
             f"samples={self.samples}, classes={self.confusion.shape[0]}, "
             f"seconds={self.seconds:.3f})"
         )
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA, else MPS, else the CPU; an unavailable device is an error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ValueError(f"device={name!r} but CUDA is not available here; use cpu or auto")
-        if device.index is not None and device.index >= count:
-            raise ValueError(
-                f"device={name!r} but this machine has {count} CUDA device(s) (cuda:0 to "
-                f"cuda:{count - 1})"
-            )
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device={name!r} but MPS is not available here; use cpu or auto")
-    return device
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued device work, so that a clock read afterwards measures it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
 
 
 def evaluate_model(

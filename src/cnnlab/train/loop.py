@@ -29,6 +29,9 @@ from torch import nn
 from cnnlab.data import load_dataset
 from cnnlab.data.device import Augmentation, DeviceBatches, InputAdapter, Normalization
 from cnnlab.models import create_model
+from cnnlab.runtime.devices import AUTOCAST_DTYPES, resolve_device, synchronize
+from cnnlab.runtime.files import append_jsonl, atomic_write, write_jsonl
+from cnnlab.runtime.threads import torch_threads
 from cnnlab.train import report as reports
 from cnnlab.train.checkpoint import (
     BEST_NAME,
@@ -36,22 +39,13 @@ from cnnlab.train.checkpoint import (
     METRICS_NAME,
     REPORT_NAME,
     RunState,
-    append_jsonl,
-    atomic_write,
     checkpoint_file,
     load_checkpoint,
     new_run_dir,
     save_checkpoint,
-    write_jsonl,
 )
 from cnnlab.train.config import TrainConfig
-from cnnlab.train.evaluate import (
-    AUTOCAST_DTYPES,
-    EvalResult,
-    evaluate_model,
-    resolve_device,
-    synchronize,
-)
+from cnnlab.train.evaluate import EvalResult, evaluate_model
 from cnnlab.train.recipes import build_optimizer, build_scheduler
 from cnnlab.train.report import TrainingDiverged, TrainingInterrupted, TrainResult
 
@@ -126,18 +120,6 @@ def resume(
         if not run.finished:
             log(f"resuming {folder} at epoch {run.epoch + 1}, step {run.step}")
         return _fit(run, progress=progress, on_epoch=on_epoch, log=log, wall_start=wall_start)
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """``torch.set_num_threads`` for the run, and the caller's setting back afterwards."""
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _silent(text: str) -> None:

@@ -11,7 +11,6 @@ then a rename, so an interrupted run never leaves a half-written PNG. Each retur
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +21,9 @@ import torch
 from torch import nn
 
 from cnnlab.models.lenet import ConnectionTableConv2d
+from cnnlab.runtime.figures import new_figure, png_path, save_png
 from cnnlab.summary import LayerKind, layer_kind
-from cnnlab.train.checkpoint import atomic_write
 
-DPI = 110
 TILE_IN = 1.15  # inches per kernel or feature-map tile
 CONV_TYPES = (nn.Conv2d, ConnectionTableConv2d)
 DENSE_TEMPLATES = 16  # MLP units shown by plot_kernels: the classic 4x4 "templates" picture
@@ -43,7 +41,7 @@ def plot_curves(
     """
     from matplotlib.ticker import FuncFormatter, MaxNLocator  # lazily, as in _figure
 
-    out = _png_path(path)
+    out = png_path(path)
     if isinstance(metrics, (str, bytes, Mapping)) or not isinstance(metrics, Sequence):
         raise ValueError(f"metrics must be a list of per-epoch dicts. Received: {metrics!r:.80}")
     if not metrics:
@@ -60,7 +58,7 @@ def plot_curves(
     }
     accuracy = {k: v for k, v in accuracy.items() if any(not math.isnan(a) for a in v)}
 
-    figure = _figure((10.5, 4.2))
+    figure = new_figure((10.5, 4.2))
     loss_ax, acc_ax = figure.subplots(1, 2)
     loss_ax.plot(epochs, loss, marker="o", ms=3, color=CURVE_COLOURS["train"], label="train")
     loss_ax.set(title="loss", xlabel="epoch", ylabel="cross-entropy")
@@ -92,7 +90,7 @@ def plot_curves(
             ax.legend(loc="best", frameon=False)
     if title:
         figure.suptitle(title)
-    return _save(figure, out)
+    return save_png(figure, out)
 
 
 def plot_confusion(
@@ -107,7 +105,7 @@ def plot_confusion(
     Small matrices print "percent / count" in every non-empty cell; the title gives the overall
     accuracy (the diagonal over all samples).
     """
-    out = _png_path(path)
+    out = png_path(path)
     matrix = np.asarray(confusion)
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] == 0:
         raise ValueError(
@@ -129,7 +127,7 @@ def plot_confusion(
     accuracy = 100.0 * np.trace(matrix) / matrix.sum()
 
     side = min(max(5.5, 0.62 * k + 2.5), 18.0)
-    figure = _figure((side + 1.0, side))
+    figure = new_figure((side + 1.0, side))
     ax = figure.subplots()
     image = ax.imshow(percent, cmap="Blues", vmin=0, vmax=100, interpolation="nearest")
     bar = figure.colorbar(image, ax=ax, shrink=0.8)
@@ -162,7 +160,7 @@ def plot_confusion(
     samples = _count(matrix.sum())
     heading = f"accuracy {accuracy:.2f}% ({samples} samples)"
     ax.set_title(f"{title}\n{heading}" if title else heading)
-    return _save(figure, out)
+    return save_png(figure, out)
 
 
 @dataclass(frozen=True)
@@ -216,13 +214,13 @@ def plot_kernels(model: nn.Module, path: str | Path, *, max_tiles: int = 64) -> 
     Red is positive, blue negative, white zero (RGB kernels: grey is zero). Models without a
     convolution get the dense-layer templates of :func:`first_layer_kernels`, said in the title.
     """
-    out = _png_path(path)
+    out = png_path(path)
     kernels = first_layer_kernels(model, max_tiles=max_tiles)
     count = len(kernels.tiles)
     cols = math.ceil(math.sqrt(count))
     rows = math.ceil(count / cols)
     tile = TILE_IN if kernels.kind is LayerKind.CONV else 1.5
-    figure = _figure((max(cols * tile, 4.4), rows * tile + 1.1))
+    figure = new_figure((max(cols * tile, 4.4), rows * tile + 1.1))
     axes = figure.subplots(rows, cols, squeeze=False).ravel()
     for i, ax in enumerate(axes):
         ax.set_axis_off()
@@ -236,7 +234,7 @@ def plot_kernels(model: nn.Module, path: str | Path, *, max_tiles: int = 64) -> 
             ax.imshow(data, cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest")
         ax.set_title(str(i), fontsize=8, pad=2)
     figure.suptitle(_kernel_title(model, kernels), fontsize=10)
-    return _save(figure, out)
+    return save_png(figure, out)
 
 
 @dataclass(frozen=True)
@@ -336,12 +334,12 @@ def plot_features(
     on its own grey scale, labelled with the channel index; rows run from low-level edges at the
     top to high-level features at the bottom. ``image`` is a preprocessed model input (C, H, W).
     """
-    out = _png_path(path)
+    out = png_path(path)
     if not isinstance(max_maps, int) or max_maps < 1:
         raise ValueError(f"max_maps must be a positive integer. Received: max_maps={max_maps!r}")
     layers = capture_features(model, image, max_layers=max_layers)
     cols = max(min(max_maps, max(len(f.maps) for f in layers)), 2)
-    figure = _figure((2.4 + cols * TILE_IN, (len(layers) + 1) * TILE_IN + 0.8))
+    figure = new_figure((2.4 + cols * TILE_IN, (len(layers) + 1) * TILE_IN + 0.8))
     grid = figure.add_gridspec(len(layers) + 1, cols)
     shape = "x".join(map(str, image.shape))
     ax = _tile(figure, grid[0, 0])
@@ -371,31 +369,7 @@ def plot_features(
         "each map on its own grey scale)",
         fontsize=10,
     )
-    return _save(figure, out)
-
-
-def _figure(size: tuple[float, float]):
-    # imported here so that importing cnnlab.train stays fast for the CLI
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=size, layout="constrained")
-    FigureCanvasAgg(figure)  # attaches itself: savefig renders with Agg, no pyplot
-    return figure
-
-
-def _png_path(path: str | Path) -> Path:
-    if not isinstance(path, (str, os.PathLike)):
-        raise ValueError(f"path must be a file path ending in .png. Received: path={path!r}")
-    out = Path(path)
-    if out.suffix.lower() != ".png":
-        raise ValueError(f"path must end in .png. Received: path={str(out)!r}")
-    return out
-
-
-def _save(figure: Any, out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(out, lambda file: figure.savefig(file, format="png", dpi=DPI))
+    return save_png(figure, out)
 
 
 def _number(value: Any) -> float:

@@ -24,8 +24,9 @@ from torch import nn
 
 from cnnlab.data.device import InputAdapter, Normalization, preprocess
 from cnnlab.models import create_model
-from cnnlab.train.checkpoint import atomic_write, checkpoint_file, load_checkpoint
-from cnnlab.train.evaluate import resolve_device, synchronize
+from cnnlab.runtime.devices import resolve_device, synchronize
+from cnnlab.runtime.files import atomic_write
+from cnnlab.train.checkpoint import checkpoint_file, load_checkpoint
 
 TRANSPARENT_BACKGROUND = (255, 255, 255)  # what a transparent pixel shows: white paper
 

@@ -9,10 +9,7 @@ clock excludes.
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
-import platform
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,9 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
-import cnnlab
 from cnnlab.data.device import preprocess
-from cnnlab.train.checkpoint import REPORT_NAME, RunState, write_json
+from cnnlab.runtime.context import software_context
+from cnnlab.runtime.devices import device_name
+from cnnlab.runtime.files import write_json
+from cnnlab.train.checkpoint import REPORT_NAME, RunState
 
 PrintFn = Callable[[str], None]
 REPORT_FORMAT = "cnnlab-train-report"
@@ -131,66 +130,6 @@ class TrainResult:
             f"epochs={self.epochs_run}, train={self.train_seconds:.2f} s, "
             f"eval={self.eval_seconds:.2f} s, {self.images_per_second:,.0f} img/s)"
         )
-
-
-def git_commit() -> dict[str, Any]:
-    """The commit of the repository cnnlab runs from, if it runs from a git checkout."""
-    package = Path(cnnlab.__file__).resolve().parent
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", "-C", str(package), *args],
-                capture_output=True,
-                text=True,
-                timeout=5,
-                check=False,
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    # An installed copy inside someone else's repository is not tracked by it: no commit then.
-    if git("ls-files", "--error-unmatch", "__init__.py") is None:
-        return {"commit": None, "dirty": None}
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {
-        "commit": git("rev-parse", "HEAD"),
-        "dirty": bool(status) if status is not None else None,
-    }
-
-
-@functools.cache
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    if device.type == "mps":
-        return f"Apple MPS ({platform.machine()})"
-    return cpu_name()
-
-
-def software_context() -> dict[str, Any]:
-    """The software behind a result (DESIGN principle 6): versions, commit, platform."""
-    git = git_commit()
-    return {
-        "cnnlab_version": cnnlab.__version__,
-        "git_commit": git["commit"],
-        "git_dirty": git["dirty"],
-        "torch_version": torch.__version__,
-        "cuda_version": torch.version.cuda,
-        "python_version": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 def run_context(
