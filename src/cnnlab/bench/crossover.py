@@ -34,7 +34,7 @@ from cnnlab.models import create_model
 from cnnlab.models.registry import get_model_spec
 from cnnlab.runtime.context import software_context
 from cnnlab.runtime.devices import device_name, resolve_device, synchronize
-from cnnlab.runtime.files import write_json
+from cnnlab.runtime.files import default_output_dir, write_json
 from cnnlab.summary import summary
 
 MLP_BATCH_SIZES = (32, 256)
@@ -686,15 +686,17 @@ def _short(name: str) -> str:
 
 
 def default_out_dir() -> Path:
-    """``./crossover-YYYYmmdd-HHMMSS`` (a new folder each run, never an old one)."""
-    return Path(f"crossover-{time.strftime('%Y%m%d-%H%M%S')}")
+    """``runs/crossover-YYYYmmdd-HHMMSS`` (a new folder each run, never an old one)."""
+    return default_output_dir("crossover")
 
 
 def write_crossover(result: CrossoverResult, directory: str | Path) -> dict[str, Path]:
     """crossover.json and crossover.png in ``directory`` (created), each written atomically."""
     folder = Path(directory)
     if folder.exists() and not folder.is_dir():
-        raise ValueError(f"--out must be a folder. Received: {str(folder)!r} is a file")
+        raise ValueError(
+            f"directory must be a folder. Received: directory={str(folder)!r} (an existing file)"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     png = plot_crossover(result, folder / "crossover.png")
     data = {**result.to_dict(), "files": {"plot": png.name}}

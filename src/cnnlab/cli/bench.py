@@ -178,7 +178,7 @@ def crossover_command(
     out_dir: Annotated[
         Path | None,
         typer.Option(
-            "--out", help="Folder for crossover.json and .png (default ./crossover-DATE-TIME)."
+            "--out", help="Folder for crossover.json and .png (default runs/crossover-DATE-TIME)."
         ),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,

@@ -81,7 +81,7 @@ def baselines_command(
     device: Annotated[str, typer.Option(help="Device for the CNNs: auto, cpu, cuda...")] = "auto",
     out_dir: Annotated[
         Path | None,
-        typer.Option("--out", help="Output folder (default ./baselines-YYYYmmdd-HHMMSS)."),
+        typer.Option("--out", help="Output folder (default runs/baselines-YYYYmmdd-HHMMSS)."),
     ] = None,
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Folder that holds the dataset's files.")

@@ -26,13 +26,13 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from cnnlab.runtime.files import default_output_dir
 from cnnlab.runtime.threads import torch_threads
 
 PrintFn = Callable[[str], None]
@@ -133,7 +133,7 @@ class BaselinesConfig:
     data_dir: str | None = None
     threads: int | None = None  # torch threads, BLAS threads and scikit-learn's n_jobs
     device: str = "auto"  # for the CNNs
-    out: str | None = None  # the output folder; None = ./baselines-<YYYYmmdd-HHMMSS>
+    out: str | None = None  # the output folder; None = runs/baselines-<YYYYmmdd-HHMMSS>
     cnn_overrides: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -525,10 +525,7 @@ def _estimate_cnn(name: str, recipe: Any, split: _Split, log: PrintFn) -> float 
 
 def _out_dir(out: str | None) -> Path:
     """The output folder (not created yet); an existing one must not hold another board."""
-    if out is None:
-        path = Path(f"baselines-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
-    else:
-        path = Path(out)
+    path = default_output_dir("baselines") if out is None else Path(out)
     if path.exists() and not path.is_dir():
         raise ValueError(f"out must be a folder. Received: out={str(path)!r} (an existing file)")
     held = [name for name in (JSON_NAME, "runs") if (path / name).exists()]
