@@ -10,6 +10,7 @@ of a second for Fashion-MNIST.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -132,6 +133,152 @@ class Dataset:
             raise ValueError(f"split must be 'train' or 'test'. Received: split={split!r}")
         labels = getattr(self, f"{split}_labels")
         return torch.bincount(labels, minlength=len(self.classes)).tolist()
+
+    def subset(self, *, train: Any = None, test: Any = None) -> Dataset:
+        """The same dataset restricted to the ``train`` and ``test`` indices (None: all).
+
+        Indices are anything ``torch.as_tensor`` takes (a list, a NumPy array, a tensor) of
+        integers, or a boolean mask of the split's length. The classes stay as they are.
+        """
+        parts = {}
+        for split, index in (("train", train), ("test", test)):
+            images, labels = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
+            if index is not None:
+                chosen = _split_index(split, index, labels.shape[0])
+                images, labels = images[chosen], labels[chosen]
+            parts[f"{split}_images"], parts[f"{split}_labels"] = images, labels
+        counts = f"{len(parts['train_labels'])} train, {len(parts['test_labels'])} test"
+        return dataclasses.replace(self, **parts, source=f"{self.source}; subset: {counts}")
+
+    @classmethod
+    def from_arrays(
+        cls,
+        train: tuple[Any, Any],
+        test: tuple[Any, Any],
+        *,
+        name: str = "arrays",
+        classes: Any = None,
+        flip_ok: bool = False,
+    ) -> Dataset:
+        """A dataset from in-memory images and labels, in Keras's ``load_data()`` layout.
+
+        ``train`` and ``test`` are ``(images, labels)`` pairs of NumPy arrays or tensors.
+        Images are (N, H, W) (one channel), (N, H, W, C) with C in 1, 3 or 4 (Keras's
+        channels-last) or (N, C, H, W); uint8 (0..255), or floats in [0, 1], which are
+        rounded to the nearest of 256 levels (how every cnnlab dataset is held).
+        Labels are integers 0..K-1; ``classes`` names them (default "0".."K-1").
+        """
+        pairs = {}
+        for split, pair in (("train", train), ("test", test)):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise ValueError(
+                    f"{split} must be an (images, labels) pair. Received: {split}={_brief(pair)}"
+                )
+            images = _images_uint8(f"{split} images", pair[0])
+            labels = _labels_int64(f"{split} labels", pair[1], images.shape[0])
+            pairs[split] = images, labels
+        top = max(int(pairs[s][1].max()) for s in pairs if pairs[s][1].numel()) + 1
+        if classes is None:
+            classes = tuple(str(k) for k in range(top))
+        classes = tuple(str(c) for c in classes)
+        if len(classes) < top:
+            raise ValueError(
+                f"classes names {len(classes)} classes but the labels go up to {top - 1}. "
+                f"Received: classes={list(classes)!r}"
+            )
+        return cls(
+            name=name,
+            classes=classes,
+            train_images=pairs["train"][0],
+            train_labels=pairs["train"][1],
+            test_images=pairs["test"][0],
+            test_labels=pairs["test"][1],
+            source="in-memory arrays",
+            flip_ok=flip_ok,
+        )
+
+
+def _brief(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    return f"{type(value).__name__} of shape {tuple(shape)}" if shape is not None else repr(value)
+
+
+def _split_index(split: str, index: Any, count: int) -> torch.Tensor:
+    chosen = torch.as_tensor(index)
+    if chosen.dtype == torch.bool:
+        if chosen.shape != (count,):
+            raise ValueError(
+                f"{split} mask must have one entry per {split} image ({count}). "
+                f"Received: {split}={_brief(chosen)}"
+            )
+        return chosen.nonzero().flatten()
+    if chosen.dim() != 1 or chosen.is_floating_point() or chosen.is_complex():
+        raise ValueError(
+            f"{split} must be a 1-D sequence of integer indices or a boolean mask. "
+            f"Received: {split}={_brief(chosen)} of dtype {chosen.dtype}"
+        )
+    chosen = chosen.long()
+    if chosen.numel() == 0:
+        raise ValueError(f"{split} selects no images. Received: {split}=[]")
+    if int(chosen.min()) < -count or int(chosen.max()) >= count:
+        raise ValueError(
+            f"{split} indices must be in [0, {count}) (the {split} split's size). Received: "
+            f"indices from {int(chosen.min())} to {int(chosen.max())}"
+        )
+    return chosen
+
+
+def _images_uint8(what: str, images: Any) -> torch.Tensor:
+    """(N, C, H, W) uint8 from (N, H, W), (N, H, W, C) or (N, C, H, W); uint8 or [0, 1] floats."""
+    try:
+        tensor = torch.as_tensor(np.asarray(images))
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"{what} must be an array of images. Received: {_brief(images)} ({error})"
+        ) from None
+    if tensor.dim() == 3:
+        tensor = tensor.unsqueeze(1)
+    elif tensor.dim() == 4 and tensor.shape[-1] in (1, 3, 4) and tensor.shape[1] not in (1, 3, 4):
+        tensor = tensor.permute(0, 3, 1, 2)  # Keras's (N, H, W, C)
+    elif tensor.dim() != 4:
+        raise ValueError(
+            f"{what} must be (N, H, W), (N, H, W, C) or (N, C, H, W). Received: {_brief(tensor)}"
+        )
+    if tensor.shape[0] == 0:
+        raise ValueError(f"{what} must hold at least one image. Received: {_brief(tensor)}")
+    if tensor.dtype == torch.uint8:
+        return tensor.contiguous()
+    if tensor.is_floating_point():
+        low, high = float(tensor.min()), float(tensor.max())
+        if not (np.isfinite(low) and np.isfinite(high) and low >= 0.0 and high <= 1.0):
+            raise ValueError(
+                f"{what}: float images must lie in [0, 1] (or pass uint8 0..255). "
+                f"Received: values from {low:g} to {high:g}"
+            )
+        return (tensor.double() * 255).round().to(torch.uint8).contiguous()
+    if tensor.dtype in (torch.int16, torch.int32, torch.int64, torch.int8):
+        low, high = int(tensor.min()), int(tensor.max())
+        if low < 0 or high > 255:
+            raise ValueError(
+                f"{what}: integer images must lie in 0..255. Received: values from {low} to {high}"
+            )
+        return tensor.to(torch.uint8).contiguous()
+    raise ValueError(f"{what} must be uint8 or float images. Received: dtype {tensor.dtype}")
+
+
+def _labels_int64(what: str, labels: Any, count: int) -> torch.Tensor:
+    tensor = torch.as_tensor(np.asarray(labels))
+    if tensor.dim() == 2 and tensor.shape[1] == 1:
+        tensor = tensor[:, 0]  # Keras's CIFAR-10 labels are (N, 1)
+    if tensor.shape != (count,) or tensor.is_floating_point() or tensor.dtype == torch.bool:
+        raise ValueError(
+            f"{what} must be {count} integer class ids (one per image). "
+            f"Received: {_brief(tensor)} of dtype {tensor.dtype}"
+        )
+    tensor = tensor.long()
+    if tensor.numel() and int(tensor.min()) < 0:
+        raise ValueError(f"{what} must be class ids >= 0. Received: minimum {int(tensor.min())}")
+    return tensor
 
 
 def load_dataset(
