@@ -18,7 +18,6 @@ figure as training FLOPs / apportioned joules, so it rests on the same assumptio
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from collections.abc import Callable
@@ -362,15 +361,15 @@ def _device_power(
     return _missing("W", not_measurable(f"{reasons}; and {datasheet}"))
 
 
-def _speed(report: dict[str, Any]) -> tuple[Quantity, Quantity, Quantity]:
-    """Training FLOPs per image, images per second and FLOP/s, from the run's report.json."""
-    images, seconds = int(report["images_trained"]), float(report["train_seconds"])
+def _speed(result: TrainResult) -> tuple[Quantity, Quantity, Quantity]:
+    """Training FLOPs per image, images per second and FLOP/s, from the run's result."""
+    images, seconds = result.images_trained, result.train_seconds
     if seconds <= 0:
         raise ValueError(f"the run trained for {seconds} s: nothing to measure")
     throughput = Quantity(
         images / seconds, "images/s", f"{images:,} images in {seconds:.4g} s of optimizer steps"
     )
-    per_image = report.get("training_flops_per_image")
+    per_image = result.training_flops_per_image
     if not per_image:
         why = not_measurable("FlopCounterMode could not count this model's FLOPs")
         return _missing("FLOP/image", why), throughput, _missing("FLOP/s", why)
@@ -431,9 +430,8 @@ def bench_run(
         result = train(config.train, progress=progress, print_fn=print_fn)
     energy = meter.report
     assert energy is not None
-    report = json.loads(Path(result.report).read_text())
-    images, seconds = int(report["images_trained"]), float(report["train_seconds"])
-    flops_per_image, throughput, achieved = _speed(report)
+    images, seconds = result.images_trained, result.train_seconds
+    flops_per_image, throughput, achieved = _speed(result)
     utilisation = _ratio(achieved, ceiling, "%", "achieved / ceiling")
     if utilisation.value is not None:
         utilisation = dataclasses.replace(utilisation, value=100 * utilisation.value)
@@ -470,7 +468,7 @@ def bench_run(
         mu=_ratio(achieved, price, "FLOP/s per USD", f"achieved / price ({price.source})"),
         eta=_ratio(achieved, power, "FLOP/s per W", f"achieved / power ({power.source})"),
         cost_usd=_cost(config, energy.seconds),
-        context={**report["context"], "bench": bench_context},
+        context={**result.context, "bench": bench_context},
         bench_json=Path(result.run_dir) / BENCH_NAME,
     )
     write_json(bench.bench_json, bench.to_dict())

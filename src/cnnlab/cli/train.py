@@ -206,16 +206,13 @@ def train_command(
             result = train(default_config(model, data, **given), print_fn=log)
     plots = result_plots(result)
     if json_output:
-        print_json({**result.to_dict(), "plots": [str(result.run_dir / p) for p in plots]})
+        print_json(result.to_dict())
         return
     print_result(result, plots)
 
 
 def result_plots(result: TrainResult) -> list[str]:
-    try:
-        return list(json.loads(result.report.read_text())["files"]["plots"])
-    except (OSError, ValueError, KeyError):
-        return []
+    return [path.name for path in result.plots]
 
 
 def print_result(result: TrainResult, plots: list[str]) -> None:

@@ -8,14 +8,16 @@ from cnnlab.callable_module import make_callable
 from cnnlab.train.checkpoint import load_checkpoint
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.evaluate import EvalResult, evaluate_model
-from cnnlab.train.loop import TrainingDiverged, TrainingInterrupted, resume, train
+from cnnlab.train.loop import resume, train
 from cnnlab.train.recipes import default_config
-from cnnlab.train.report import TrainResult
+from cnnlab.train.result import TrainingDiverged, TrainingInterrupted, TrainResult
+from cnnlab.train.step import TrainStep
 
 __all__ = [
     "EvalResult",
     "TrainConfig",
     "TrainResult",
+    "TrainStep",
     "TrainingDiverged",
     "TrainingInterrupted",
     "default_config",

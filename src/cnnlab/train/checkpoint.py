@@ -9,7 +9,6 @@ crash or a kill at any moment leaves either the previous checkpoint or the new o
 
 from __future__ import annotations
 
-import math
 import os
 import pickle
 import random
@@ -196,7 +195,7 @@ class RunState:
     best: dict[str, Any] | None = None
     best_state: dict[str, torch.Tensor] | None = None  # the best weights, with early stopping
     finished: bool = False
-    last_lr: float = math.nan
+    train_step: Any = None  # cnnlab.train.step.TrainStep over model, optimizer, scheduler
     saved_at: tuple[int, int] = (0, 0)  # (epoch, step) of the checkpoint on disk
     resumed: bool = False  # this process continues a checkpoint
 

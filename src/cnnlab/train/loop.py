@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import random
 import signal
 import threading
@@ -23,13 +25,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.data import load_dataset
+from cnnlab.data import Dataset, load_dataset
 from cnnlab.data.device import Augmentation, DeviceBatches, InputAdapter, Normalization
 from cnnlab.models import create_model
-from cnnlab.runtime.devices import AUTOCAST_DTYPES, resolve_device, synchronize
+from cnnlab.runtime.devices import resolve_device, synchronize
 from cnnlab.runtime.files import append_jsonl, atomic_write, write_jsonl
 from cnnlab.runtime.threads import torch_threads
 from cnnlab.train import report as reports
@@ -47,7 +48,8 @@ from cnnlab.train.checkpoint import (
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.evaluate import EvalResult, evaluate_model
 from cnnlab.train.recipes import build_optimizer, build_scheduler
-from cnnlab.train.report import TrainingDiverged, TrainingInterrupted, TrainResult
+from cnnlab.train.result import TrainingDiverged, TrainingInterrupted, TrainResult
+from cnnlab.train.step import TrainStep
 
 PrintFn = Callable[[str], None]
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -58,12 +60,18 @@ NONFINITE_CHECK_EVERY = 50
 def train(
     config: TrainConfig,
     *,
+    data: Any = None,
     progress: bool = True,
     on_epoch: EpochCallback | None = None,
     print_fn: PrintFn | None = None,
 ) -> TrainResult:
     """Train ``config.model`` on ``config.data``; write the run folder; return the result.
 
+    ``data`` trains on data in memory instead of loading ``config.data`` by name (which then
+    only names the data in the run folder): a :class:`cnnlab.data.Dataset`, for instance
+    ``load_dataset("fashion-mnist").subset(train=indices)``, or arrays in Keras's
+    ``load_data()`` layout, ``((x_train, y_train), (x_test, y_test))`` (see
+    :meth:`cnnlab.data.Dataset.from_arrays`). Resuming such a run needs the same data again.
     ``print_fn`` receives one line per epoch and the notes of the run (silent when None);
     ``on_epoch`` receives each epoch's metrics dict; ``progress`` shows a bar on stderr when
     stderr is a terminal. Raises ``TrainingInterrupted`` (a KeyboardInterrupt) after saving a
@@ -73,8 +81,9 @@ def train(
     log = print_fn or _silent
     run_dir = new_run_dir(config.out, model=config.model, data=config.data)
     config = dataclasses.replace(config, out=str(run_dir))
+    dataset = as_dataset(data, name=config.data)
     with torch_threads(config.threads):
-        run = _build(config, run_dir, log)
+        run = _build(config, run_dir, log, dataset=dataset)
         run_dir.mkdir(parents=True, exist_ok=True)
         _save(run)  # epoch 0, step 0: a kill during the first epoch can be resumed too
         (run_dir / METRICS_NAME).touch()
@@ -85,14 +94,16 @@ def train(
 def resume(
     run_dir: str | Path,
     *,
+    data: Any = None,
     progress: bool = True,
     on_epoch: EpochCallback | None = None,
     print_fn: PrintFn | None = None,
 ) -> TrainResult:
     """Continue the run in ``run_dir`` (or from a checkpoint file) where its checkpoint stopped.
 
-    Everything comes from the checkpoint. A finished run is left as it is and its stored
-    result returned.
+    Everything comes from the checkpoint, except the data of a run trained on data in memory:
+    pass the same ``data`` again (its fingerprint is checked). A finished run is left as it
+    is and its stored result returned.
     """
     wall_start = time.perf_counter()
     log = print_fn or _silent
@@ -105,7 +116,7 @@ def resume(
         raise ValueError(f"{file}: its stored config is not valid here ({error})") from None
     config = dataclasses.replace(config, out=str(folder))
     if checkpoint["finished"] and (folder / REPORT_NAME).exists():
-        result = TrainResult.from_checkpoint(folder, checkpoint)
+        result = _stored_result(folder, checkpoint)
         log(
             f"{folder} is already finished ({result.epochs_run} epochs, test accuracy "
             f"{result.test_accuracy:.2%}); nothing to resume. Its report: {result.report}"
@@ -114,8 +125,15 @@ def resume(
     for name in (CHECKPOINT_NAME, BEST_NAME, METRICS_NAME, REPORT_NAME):
         for stale in folder.glob(f".{name}.*.tmp"):  # left by a process killed while writing
             stale.unlink()
+    stored = checkpoint["data"]
+    if stored.get("in_memory") and data is None:
+        raise ValueError(
+            f"{file}: the run was trained on data in memory ({config.data!r}), which a "
+            "checkpoint does not hold; pass the same data again: resume(run_dir, data=...)"
+        )
+    dataset = as_dataset(data, name=config.data)
     with torch_threads(config.threads):
-        run = _build(config, folder, log, checkpoint=checkpoint, source=file)
+        run = _build(config, folder, log, checkpoint=checkpoint, source=file, dataset=dataset)
         write_jsonl(folder / METRICS_NAME, run.metrics)  # drop lines after the checkpoint
         if not run.finished:
             log(f"resuming {folder} at epoch {run.epoch + 1}, step {run.step}")
@@ -139,10 +157,17 @@ def _build(
     *,
     checkpoint: dict[str, Any] | None = None,
     source: Path | None = None,
+    dataset: Dataset | None = None,
 ) -> RunState:
-    """Data, model, optimizer, schedule and batches for ``config``; state from ``checkpoint``."""
+    """Data, model, optimizer, schedule and batches for ``config``; state from ``checkpoint``.
+
+    ``dataset`` is data given in memory; None loads ``config.data`` by name.
+    """
     device = resolve_device(config.device)
-    dataset = load_dataset(config.data, data_dir=config.data_dir)
+    in_memory = dataset is not None
+    if dataset is None:
+        dataset = load_dataset(config.data, data_dir=config.data_dir)
+    fingerprint = data_fingerprint(dataset)
     shape = tuple(int(v) for v in dataset.train_images.shape[1:])  # (C, H, W)
     classes = [str(name) for name in dataset.classes]
     if checkpoint is None:
@@ -152,6 +177,12 @@ def _build(
         _seed_everything(config.seed)  # the model's initial weights
     else:
         stored = checkpoint["data"]
+        if stored.get("fingerprint", fingerprint) != fingerprint:
+            raise ValueError(
+                f"{source}: the run was trained on other data than {config.data!r} holds now "
+                f"(data fingerprint {stored['fingerprint'][:12]}..., now {fingerprint[:12]}...); "
+                "resume it with the data it started with"
+            )
         if list(shape) != list(stored["shape"]) or classes != list(stored["classes"]):
             raise ValueError(
                 f"{source}: the run was trained on {config.data} with images "
@@ -209,6 +240,15 @@ def _build(
     scheduler = build_scheduler(optimizer, config, total_steps)
     use_scaler = config.precision == "fp16" and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+    train_step = TrainStep(
+        model,
+        optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        precision=config.precision,
+        label_smoothing=config.label_smoothing,
+        grad_clip=config.grad_clip,
+    )
     run = RunState(
         config=config,
         run_dir=run_dir,
@@ -217,6 +257,7 @@ def _build(
         optimizer=optimizer,
         scheduler=scheduler,
         scaler=scaler,
+        train_step=train_step,
         batches=batches,
         normalization=normalization,
         adapter=adapter,
@@ -226,6 +267,10 @@ def _build(
             "normalization": {"mean": list(normalization.mean), "std": list(normalization.std)},
             "classes": classes,
             "adaptation": adapter.description,
+            "in_memory": in_memory,
+            "source": dataset.source,
+            "train_count": int(train_labels.shape[0]),
+            "fingerprint": fingerprint,
         },
         val=None if val is None else (val[0].to(device), val[1].to(device)),
         test=(dataset.test_images.to(device), dataset.test_labels.to(device)),
@@ -234,6 +279,46 @@ def _build(
     if checkpoint is not None:
         run.restore(checkpoint, source)
     return run
+
+
+def _stored_result(folder: Path, checkpoint: dict[str, Any]) -> TrainResult:
+    """A finished run's result, from its report.json and its checkpoint's metrics."""
+    file = folder / REPORT_NAME
+    try:
+        report = json.loads(file.read_text(encoding="utf-8"))
+        return TrainResult.from_report(folder, report, checkpoint["metrics"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"{file} is not a readable cnnlab train report ({type(error).__name__}: {error})"
+        ) from None
+
+
+def as_dataset(data: Any, *, name: str) -> Dataset | None:
+    """``data`` as a Dataset: a Dataset as it is, Keras-style arrays converted, None as None."""
+    if data is None or isinstance(data, Dataset):
+        return data
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return Dataset.from_arrays(data[0], data[1], name=name)
+    if isinstance(data, (tuple, list)) and len(data) == 4:
+        return Dataset.from_arrays((data[0], data[1]), (data[2], data[3]), name=name)
+    raise ValueError(
+        "data must be a cnnlab.data.Dataset or arrays ((x_train, y_train), (x_test, y_test)). "
+        f"Received: data of type {type(data).__name__}"
+    )
+
+
+def data_fingerprint(dataset: Dataset) -> str:
+    """SHA-256 of the images and labels (train, then test): the same data, the same digest."""
+    digest = hashlib.sha256()
+    for tensor in (
+        dataset.train_images,
+        dataset.train_labels,
+        dataset.test_images,
+        dataset.test_labels,
+    ):
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _shape(shape: tuple[int, ...]) -> str:
@@ -314,26 +399,7 @@ class _EpochSteps:
 
 
 def _train_step(run: RunState, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[Any, Any]:
-    config, dtype = run.config, AUTOCAST_DTYPES[run.config.precision]
-    with torch.autocast(run.device.type, dtype=dtype, enabled=dtype is not None):
-        logits = run.model(inputs)
-    loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
-    run.optimizer.zero_grad(set_to_none=True)
-    run.last_lr = run.optimizer.param_groups[0]["lr"]
-    if run.scaler is None:
-        loss.backward()
-        if config.grad_clip is not None:
-            nn.utils.clip_grad_norm_(run.model.parameters(), config.grad_clip)
-        run.optimizer.step()
-    else:
-        run.scaler.scale(loss).backward()
-        if config.grad_clip is not None:
-            run.scaler.unscale_(run.optimizer)
-            nn.utils.clip_grad_norm_(run.model.parameters(), config.grad_clip)
-        run.scaler.step(run.optimizer)
-        run.scaler.update()
-    run.scheduler.step()
-    return loss.detach(), logits.detach()
+    return run.train_step(inputs, labels)
 
 
 def _train_steps(run: RunState, stop: _StopRequest, bar: Any) -> _EpochSteps:
@@ -431,7 +497,7 @@ def _epoch_record(
         "train_accuracy": done.correct.item() / images,
         "val_accuracy": None if val is None else val.accuracy,
         "test_accuracy": test.accuracy,
-        "lr": run.last_lr,
+        "lr": run.train_step.last_lr,
         "epoch_seconds": done.seconds,
         "eval_seconds": test.seconds + (0.0 if val is None else val.seconds),
         "images_per_second": done.images / done.seconds if done.seconds > 0 else 0.0,
@@ -538,5 +604,5 @@ def _finish(
         run.run_dir, run.checkpoint(), test_accuracy=test.accuracy, extra_eval_seconds=extra_eval
     )
     wall_seconds = time.perf_counter() - wall_start
-    reports.write_run_report(run, test, result, wall_seconds=wall_seconds, log=log)
-    return result
+    report = reports.write_run_report(run, test, result, wall_seconds=wall_seconds, log=log)
+    return TrainResult.from_report(run.run_dir, report, run.metrics)

@@ -1,5 +1,5 @@
-"""What a run tells its user: the progress bar, the result or the reason it stopped, and at the
-end ``report.json`` (accuracy, confusion, speed, FLOPs, context) and the plots.
+"""What a run tells its user: the progress bar, one line per epoch, and at the end
+``report.json`` (accuracy, confusion, speed, FLOPs, context) and the plots.
 
 Every number carries its context (DESIGN principle 6): cnnlab version and git commit, torch
 version, device name, precision, batch size, seed, threads, wall time and what the training
@@ -12,7 +12,6 @@ import contextlib
 import math
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from cnnlab.runtime.context import software_context
 from cnnlab.runtime.devices import device_name
 from cnnlab.runtime.files import write_json
 from cnnlab.train.checkpoint import REPORT_NAME, RunState
+from cnnlab.train.result import TrainResult
 
 PrintFn = Callable[[str], None]
 REPORT_FORMAT = "cnnlab-train-report"
@@ -34,102 +34,6 @@ EXCLUDED_FROM_TRAINING_CLOCK = (
     "checkpoints, the report and the plots. wall_seconds is all the time this process took, "
     "from the call of train/resume to the final evaluation (before the report and plots)."
 )
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training: a checkpoint was saved at a step boundary; resume continues."""
-
-    def __init__(self, run_dir: Path, epoch: int, step: int) -> None:
-        self.run_dir, self.epoch, self.step = Path(run_dir), epoch, step
-        super().__init__(
-            f"interrupted at epoch {epoch + 1}, step {step}; the checkpoint is saved. "
-            f"Resume with: cnnlab train --resume {run_dir}"
-        )
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss or the weights became NaN or infinite; the last good checkpoint is kept.
-
-    ``epoch`` and ``step`` (within the epoch) count from 1, as in the message.
-    """
-
-    def __init__(self, message: str, *, run_dir: Path, epoch: int, step: int) -> None:
-        super().__init__(message)
-        self.run_dir, self.epoch, self.step = Path(run_dir), epoch, step
-
-
-@dataclass(frozen=True, repr=False)
-class TrainResult:
-    """What a run achieved; the details are in ``report`` (report.json) and its folder."""
-
-    run_dir: Path
-    test_accuracy: float
-    best_val_accuracy: float | None
-    epochs_run: int
-    train_seconds: float  # optimizer steps only
-    eval_seconds: float  # validation and test evaluations
-    images_per_second: float  # training images per second of train_seconds
-    metrics: tuple[dict[str, Any], ...]  # one dict per epoch, as in metrics.jsonl
-    report: Path
-    early_stopped: bool = False
-
-    @classmethod
-    def from_checkpoint(
-        cls,
-        run_dir: Path,
-        checkpoint: dict[str, Any],
-        *,
-        test_accuracy: float | None = None,
-        extra_eval_seconds: float = 0.0,
-    ) -> TrainResult:
-        """The result a checkpoint records; ``test_accuracy`` of the final weights if known."""
-        metrics, best = checkpoint["metrics"], checkpoint["best"]
-        if test_accuracy is None:
-            restored = best is not None and best["restored"]
-            test_accuracy = best["test_accuracy"] if restored else metrics[-1]["test_accuracy"]
-        seconds = sum(record["epoch_seconds"] for record in metrics)
-        images = sum(record["images"] for record in metrics)
-        patience = checkpoint["config"]["patience"]
-        stopped = (
-            checkpoint["finished"]
-            and patience is not None
-            and best is not None
-            and metrics[-1]["epoch"] - best["epoch"] >= patience
-        )
-        return cls(
-            run_dir=Path(run_dir),
-            test_accuracy=test_accuracy,
-            best_val_accuracy=None if best is None else best["val_accuracy"],
-            epochs_run=len(metrics),
-            train_seconds=seconds,
-            eval_seconds=sum(record["eval_seconds"] for record in metrics) + extra_eval_seconds,
-            images_per_second=images / seconds if seconds > 0 else 0.0,
-            metrics=tuple(metrics),
-            report=Path(run_dir) / REPORT_NAME,
-            early_stopped=bool(stopped),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run_dir": str(self.run_dir),
-            "test_accuracy": self.test_accuracy,
-            "best_val_accuracy": self.best_val_accuracy,
-            "epochs_run": self.epochs_run,
-            "train_seconds": self.train_seconds,
-            "eval_seconds": self.eval_seconds,
-            "images_per_second": self.images_per_second,
-            "early_stopped": self.early_stopped,
-            "report": str(self.report),
-            "metrics": list(self.metrics),
-        }
-
-    def __repr__(self) -> str:
-        val = "" if self.best_val_accuracy is None else f", best_val={self.best_val_accuracy:.4f}"
-        return (
-            f"TrainResult({str(self.run_dir)!r}, test_accuracy={self.test_accuracy:.4f}{val}, "
-            f"epochs={self.epochs_run}, train={self.train_seconds:.2f} s, "
-            f"eval={self.eval_seconds:.2f} s, {self.images_per_second:,.0f} img/s)"
-        )
 
 
 def run_context(
@@ -226,8 +130,8 @@ def epoch_line(record: dict[str, Any], epochs: int) -> str:
 
 def write_run_report(
     run: RunState, test: Any, result: TrainResult, *, wall_seconds: float, log: PrintFn
-) -> Path:
-    """report.json, then the plots (and report.json again, listing them)."""
+) -> dict[str, Any]:
+    """report.json, then the plots (and report.json again, listing them); the report dict."""
     checkpoint = run.checkpoint()
     report = build_report(
         checkpoint=checkpoint,
@@ -250,7 +154,7 @@ def write_run_report(
     if plots:
         report["files"]["plots"] = plots
         write_json(path, report)
-    return path
+    return report
 
 
 def write_plots(
