@@ -21,6 +21,7 @@ from cnnlab.quest.baselines import (
     subsample,
 )
 from cnnlab.train.checkpoint import load_checkpoint
+from cnnlab.train.loop import data_fingerprint
 
 FEATURES, CLASSES = 64, 10  # digits: 8x8 grey images of 0..9
 
@@ -123,7 +124,7 @@ def test_limit_train_subsamples_exactly_n_stratified():
     assert len(subsample(labels, 10**6, seed=0)) == len(labels)
 
 
-def test_limit_train_caps_the_cnn_and_says_so(tmp_path, monkeypatch):
+def test_limit_train_trains_the_cnn_on_the_classical_models_images(tmp_path, monkeypatch):
     monkeypatch.setattr(baselines, "PILOT_TRAIN", 100)  # digits is too small for a pilot
     lines = []
     config = BaselinesConfig(
@@ -141,9 +142,16 @@ def test_limit_train_caps_the_cnn_and_says_so(tmp_path, monkeypatch):
     assert rows["svm"].expected_seconds is not None
     assert any(line.startswith("svm: expected ~") for line in lines)
     cnn = rows["lenet-like"]
-    assert "trained on all 1,437 training images" in cnn.notes
-    assert "capped at 2 steps" in cnn.notes  # 1 epoch of 300 images, batches of 128
-    assert load_checkpoint(result.out_dir / "runs" / "lenet-like")["global_step"] == 2
+    assert "trained on the same 300 of 1,437 training images as the classical models" in cnn.notes
+    checkpoint = load_checkpoint(result.out_dir / "runs" / "lenet-like")
+    assert checkpoint["global_step"] == 2  # 1 epoch of 300 images in full batches of 128
+    assert checkpoint["data"]["train_count"] == 300
+    digits = load_dataset("digits")
+    same = digits.subset(
+        train=subsample(digits.train_labels.numpy(), 300, seed=0),
+        test=subsample(digits.test_labels.numpy(), 120, seed=0),
+    )
+    assert checkpoint["data"]["fingerprint"] == data_fingerprint(same)  # the very images
 
 
 @pytest.mark.parametrize(

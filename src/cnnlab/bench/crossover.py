@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from cnnlab.bench.ceilings import CpuCounters, busy_note, others_cpu_share, tf32_enabled
 from cnnlab.data import InputAdapter, Normalization, load_dataset, preprocess
@@ -36,6 +35,7 @@ from cnnlab.runtime.context import software_context
 from cnnlab.runtime.devices import device_name, resolve_device, synchronize
 from cnnlab.runtime.files import default_output_dir, write_json
 from cnnlab.summary import summary
+from cnnlab.train.step import TrainStep
 
 MLP_BATCH_SIZES = (32, 256)
 MODEL_BATCH_SIZES = (8, 32, 128, 512)
@@ -412,16 +412,13 @@ def _time_point(
     torch.manual_seed(config.seed)
     model = build().to(device).train()
     parameters = sum(p.numel() for p in model.parameters())
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    train_step = TrainStep(model, torch.optim.Adam(model.parameters(), lr=config.lr))
     order, steps = on_device.order, math.ceil(config.samples / batch_size)
 
     def step(number: int) -> None:
         index = order[number * batch_size : (number + 1) * batch_size]
         inputs = preprocess(on_device.images[index], data.normalization, adapter)
-        loss = F.cross_entropy(model(inputs), on_device.labels[index])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(inputs, on_device.labels[index])
 
     for number in range(min(config.warmup_steps, steps)):
         step(number)

@@ -314,7 +314,8 @@ def run_baselines(config: BaselinesConfig, *, print_fn: PrintFn | None = None) -
             if name in CLASSICAL:
                 rows.append(_run_classical(name, config, split, log))
             else:
-                rows.append(_run_cnn(name, config, split, out_dir, log))
+                subset = dataset.subset(train=train_idx, test=test_idx)
+                rows.append(_run_cnn(name, config, split, subset, out_dir, log))
             row = rows[-1]
             log(
                 f"{name}: accuracy {row.accuracy:.4f}, train {row.train_seconds:.1f} s, "
@@ -438,8 +439,14 @@ def _estimate_classical(
 
 
 def _run_cnn(
-    name: str, config: BaselinesConfig, split: _Split, out_dir: Path, log: PrintFn
+    name: str,
+    config: BaselinesConfig,
+    split: _Split,
+    subset: Any,
+    out_dir: Path,
+    log: PrintFn,
 ) -> BaselineRow:
+    """Train CNN ``name`` on ``subset``: the very training images the classical models get."""
     from cnnlab.summary import summarize
     from cnnlab.train import train
     from cnnlab.train.predict import load
@@ -447,22 +454,17 @@ def _run_cnn(
     run_dir = str(out_dir / "runs" / name)
     recipe = config.train_config(name, run_dir)
     n, total = len(split.train_labels), split.train_total
-    if n < total:
-        steps = recipe.epochs * max(1, n // recipe.batch_size)
-        if recipe.steps is not None:
-            steps = min(steps, recipe.steps)
-        recipe = config.train_config(name, run_dir, steps=steps)
-        seen = (
-            f"trained on all {total:,} training images (the trainer takes a dataset by name, "
-            f"not a subset), capped at {steps:,} steps = {recipe.epochs} epochs' worth of "
-            f"{n:,} images"
-        )
-    else:
-        seen = f"trained on all {total:,} training images"
+    seen = (
+        f"trained on all {total:,} training images"
+        if n == total
+        else f"trained on the same {n:,} of {total:,} training images as the classical models"
+    )
     notes = f"{seen}; {recipe.optimizer} {recipe.schedule}, batch {recipe.batch_size}"
     expected = _estimate_cnn(name, recipe, split, log)
     log(f"{name}: {seen}")
-    trained = train(recipe, progress=False, print_fn=lambda text: log(f"  {name}: {text}"))
+    trained = train(
+        recipe, data=subset, progress=False, print_fn=lambda text: log(f"  {name}: {text}")
+    )
     predictor = load(trained.run_dir, device=config.device)
     start = time.perf_counter()
     probabilities = predictor.predict(split.test_images)
@@ -482,10 +484,12 @@ def _run_cnn(
 
 
 def _estimate_cnn(name: str, recipe: Any, split: _Split, log: PrintFn) -> float | None:
-    """Seconds for the optimizer steps, from timing a few steps of the model on random inputs
-    (plain SGD: the optimizer's own cost is small next to a CNN's forward and backward)."""
+    """Seconds for the optimizer steps, from timing a few of the trainer's own steps (its
+    optimizer, precision and clipping; ``TrainStep``) of the model on random inputs."""
     from cnnlab.models import create_model
     from cnnlab.runtime.devices import resolve_device, synchronize
+    from cnnlab.train.recipes import build_optimizer
+    from cnnlab.train.step import TrainStep
 
     device = resolve_device(recipe.device)
     with torch.random.fork_rng(devices=[]):
@@ -497,22 +501,26 @@ def _estimate_cnn(name: str, recipe: Any, split: _Split, log: PrintFn) -> float 
         channels_last = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
     layout = torch.channels_last if channels_last else torch.contiguous_format
     model.to(device, memory_format=layout)
-    batch = min(recipe.batch_size, split.train_total)
+    train_count = len(split.train_labels)
+    batch = min(recipe.batch_size, train_count)
     inputs = torch.randn(batch, *model.cnnlab.input_shape, device=device)
     inputs = inputs.contiguous(memory_format=layout)
     labels = torch.zeros(batch, dtype=torch.int64, device=device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-6)
+    train_step = TrainStep(
+        model,
+        build_optimizer(model, recipe),
+        precision=recipe.precision,
+        label_smoothing=recipe.label_smoothing,
+        grad_clip=recipe.grad_clip,
+    )
     timings = []
     for _ in range(CNN_PILOT_STEPS):
         start = time.perf_counter()
-        loss = torch.nn.functional.cross_entropy(model(inputs), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        train_step(inputs, labels)
         synchronize(device)
         timings.append(time.perf_counter() - start)
     step = float(np.median(timings[CNN_PILOT_STEPS // 2 :]))  # the first steps warm up
-    per_epoch = max(1, split.train_total // batch)
+    per_epoch = max(1, train_count // batch)
     steps = recipe.epochs * per_epoch if recipe.steps is None else recipe.steps
     expected = step * min(steps, recipe.epochs * per_epoch)
     if expected >= 1:
