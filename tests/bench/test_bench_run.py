@@ -5,7 +5,6 @@ import json
 import math
 
 import pytest
-import torch
 import typer
 from typer.testing import CliRunner
 
@@ -60,7 +59,9 @@ def ceilings_file(tmp_path):
     return path
 
 
-def test_energy_from_the_counters_is_apportioned_by_hand(tmp_path, powercap, ceilings_file):
+def test_energy_from_the_counters_is_apportioned_by_hand(
+    tmp_path, powercap, ceilings_file, no_cuda
+):
     def advance_counters(line):
         if line.startswith("epoch 1/1"):  # after the steps and the evaluation, before the stop
             (powercap / "intel-rapl:0" / "energy_uj").write_text("3000000\n")  # wrapped: +5 J
@@ -99,12 +100,14 @@ def test_energy_from_the_counters_is_apportioned_by_hand(tmp_path, powercap, cei
     assert [r["source"] for r in saved["energy"]["readings"]] == [
         "cpu package-0",
         "cpu package-0 dram",
-        *(["gpu (NVML)"] if not torch.cuda.is_available() else []),
+        "gpu (NVML)",  # no CUDA GPU here: said, not silently left out
     ]
+    assert saved["energy"]["readings"][2]["reason"] == "not measurable here (no CUDA GPU)"
 
 
 def test_without_rapl_energy_is_not_measurable_here(tmp_path, monkeypatch):
     monkeypatch.setattr(bench_module, "QUICK_CEILING_SECONDS", 0.05)
+    monkeypatch.setattr(bench_module, "_device_spec", lambda name: None)  # a CPU not catalogued
     config = BenchRunConfig(digits(tmp_path), powercap_root=tmp_path / "absent", usd_per_hour=3.6)
     result = bench_run(config, progress=False)
     for quantity in (result.energy_joules, result.mean_watts, result.joules_per_image):
@@ -112,9 +115,10 @@ def test_without_rapl_energy_is_not_measurable_here(tmp_path, monkeypatch):
     (rapl,) = [r for r in result.energy.readings if r.kind == "rapl"]
     assert "absent does not exist" in rapl.reason
     assert any(line.startswith("cpu (RAPL): not measurable here (") for line in result.missing())
-    if bench_module._device_spec(result.device_name) is None:  # this VM's CPU: no datasheet
-        assert result.eta.missing.startswith("not measurable here (")
-        assert result.mu.missing.startswith("no price: pass --price-usd")
+    assert result.eta.missing.startswith("not measurable here (")  # no energy, no datasheet TDP
+    assert result.mu.missing == (
+        f"no price: pass --price-usd ({result.device_name} is not in the catalogue)"
+    )
     # The ceiling was measured now, with the run's dtype on the run's device.
     assert result.ceiling_flops_per_second.source.startswith("measured now: fp32 matmul")
     assert result.utilisation.value > 0
@@ -146,8 +150,7 @@ def test_steps_and_epochs_are_validated_by_the_train_config(tmp_path, overrides,
         digits(tmp_path, **overrides)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-def test_cuda_without_cuda_is_a_clear_error_before_any_work(tmp_path):
+def test_cuda_without_cuda_is_a_clear_error_before_any_work(tmp_path, no_cuda):
     config = BenchRunConfig(digits(tmp_path, device="cuda"), measure_ceiling=False)
     with pytest.raises(ValueError, match="device='cuda' but CUDA is not available here"):
         bench_run(config, progress=False)
@@ -243,11 +246,11 @@ def test_cli_bad_input_is_one_line_and_status_2(tmp_path, args, message):
     assert message in result.stderr and "Traceback" not in result.output
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-def test_cli_cuda_without_cuda(tmp_path):
-    result = invoke("lenet-like", "--data", "digits", "--device", "cuda")
-    assert result.exit_code == 2
-    assert "CUDA is not available here" in result.stderr
+def test_cli_cuda_without_cuda(tmp_path, no_cuda):
+    result = invoke("lenet-like", "--data", "digits", "--device", "cuda", "--out", tmp_path / "run")
+    assert result.exit_code == 2, result.output
+    assert "device='cuda' but CUDA is not available here" in " ".join(result.stderr.split())
+    assert not (tmp_path / "run").exists()
 
 
 def test_cli_needs_data():

@@ -4,7 +4,9 @@ written atomically and reads back, ceiling_for maps precisions, and bad input is
 
 import json
 import math
+import os
 import statistics
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -106,8 +108,38 @@ def test_the_share_other_processes_took_by_hand():
     assert others_cpu_share(None, end) is None and others_cpu_share(end, end) is None
     assert "other processes used 30% of their time" in busy_note(0.3)
     assert busy_note(0.05) is None and busy_note(None) is None
-    now = CpuCounters.read()
-    assert now is None or now.total >= now.busy >= 0
+
+
+class FakeProcStat:
+    """Stands in for ``Path("/proc/stat")``: its text, or an OSError where there is none."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def __call__(self, path):
+        assert path == "/proc/stat"
+        return self
+
+    def read_text(self):
+        if self.text is None:
+            raise FileNotFoundError(2, "No such file or directory", "/proc/stat")
+        return self.text
+
+
+def test_cpu_counters_from_proc_stat_by_hand(monkeypatch):
+    # user nice system idle iowait irq softirq steal (guest, guest_nice: inside user already)
+    stat = "cpu  100 20 30 400 50 6 7 8 3 0\ncpu0 50 10 15 200 25 3 4 4 1 0\n"
+    monkeypatch.setattr(ceilings_module, "Path", FakeProcStat(stat))
+    tick = os.sysconf("SC_CLK_TCK")
+    before = time.process_time()
+    counters = CpuCounters.read()
+    assert counters.busy == pytest.approx((100 + 20 + 30 + 6 + 7 + 8) / tick)  # 171 ticks
+    assert counters.total == pytest.approx((171 + 400 + 50) / tick)  # plus idle and iowait
+    assert before <= counters.own <= time.process_time()  # this process's CPU time
+    monkeypatch.setattr(ceilings_module, "Path", FakeProcStat(None))  # not Linux
+    assert CpuCounters.read() is None
+    monkeypatch.setattr(ceilings_module, "Path", FakeProcStat("cpu  1 2 3\n"))  # too few fields
+    assert CpuCounters.read() is None
 
 
 def test_json_is_written_atomically_and_reads_back(cpu_ceilings, tmp_path):
@@ -178,8 +210,7 @@ def test_bad_input_is_named(kwargs, message):
         measure_ceilings("cpu", **kwargs)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-def test_cuda_without_cuda_is_refused():
+def test_cuda_without_cuda_is_refused(no_cuda):
     with pytest.raises(ValueError, match=r"device='cuda' but CUDA is not available"):
         measure_ceilings("cuda")
 
@@ -199,8 +230,7 @@ def test_cli_prints_the_table_and_writes_json(tmp_path, monkeypatch):
     assert set(data["matmul"]) == {"fp32", "bf16"} and data["file"] is None
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-def test_cli_cuda_without_cuda_is_one_line_and_status_2():
+def test_cli_cuda_without_cuda_is_one_line_and_status_2(no_cuda):
     result = runner.invoke(bench_app, ["ceilings", "--device", "cuda"])
     assert result.exit_code == 2
     assert "CUDA is not available" in result.output

@@ -91,11 +91,39 @@ def test_an_uncapped_point_times_the_whole_epoch(whole):
     assert "extrapolated" not in point.describe_seconds()
 
 
-def test_without_a_gpu_the_cpu_side_runs_and_says_so(capped):
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
-    assert capped.devices == ("cpu",) and capped.crossovers == ()
-    assert any(note.startswith("no GPU: CUDA is not available") for note in capped.notes)
+def gpu_notes(notes):
+    """The notes that explain why no GPU was timed."""
+    return [note for note in notes if note.startswith(("no GPU", "only the CPU"))]
+
+
+def test_without_a_gpu_the_default_devices_are_the_cpu_and_a_note_says_so(no_cuda):
+    toy = {key: value for key, value in TOY.items() if key != "devices"}  # the default: None
+    result = run_crossover(CrossoverConfig(widths=(8,), data="synthetic", max_seconds=1e-9, **toy))
+    assert result.devices == ("cpu",) and result.crossovers == ()
+    assert {point.device for point in result.points} == {"cpu"}
+    (note,) = gpu_notes(result.notes)
+    assert note.startswith("no GPU: CUDA is not available on this machine (torch ")
+    assert note.endswith("so only the CPU side was measured")
+
+
+@pytest.mark.parametrize(
+    ("cuda", "by_default", "expected"),
+    [
+        (False, True, "no GPU: CUDA is not available on this machine"),
+        (False, False, "no GPU: CUDA is not available on this machine"),
+        (True, False, "only the CPU was measured (devices=cpu); add cuda to compare"),
+        (True, True, None),  # cannot happen: by default a CUDA machine times cuda too
+    ],
+)
+def test_a_cpu_only_result_explains_the_missing_gpu(
+    capped, monkeypatch, cuda, by_default, expected
+):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    notes = gpu_notes(crossover_notes(capped, devices_by_default=by_default))
+    if expected is None:
+        assert notes == []
+    else:
+        assert len(notes) == 1 and notes[0].startswith(expected)
 
 
 def fake_dataset(name: str) -> Dataset:
@@ -255,8 +283,11 @@ def test_bad_input_is_named(kwargs, message):
         CrossoverConfig(**kwargs)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-def test_cuda_without_cuda_is_refused_before_any_work():
+def test_cuda_without_cuda_is_refused_before_any_work(no_cuda, monkeypatch):
+    def no_work(*args, **kwargs):
+        raise AssertionError("data was loaded before the devices were checked")
+
+    monkeypatch.setattr(crossover_module, "load_dataset", no_work)
     with pytest.raises(ValueError, match=r"CUDA is not available: devices=\['cpu', 'cuda'\]"):
         run_crossover(CrossoverConfig(devices=("cpu", "cuda")))
 
@@ -296,11 +327,12 @@ def test_cli_bad_input_is_one_line_and_status_2(tmp_path, args, message):
     assert not list(tmp_path.iterdir())  # nothing written
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-def test_cli_device_cuda_without_cuda(tmp_path):
+def test_cli_device_cuda_without_cuda(no_cuda, tmp_path):
     result = runner.invoke(bench_app, ["crossover", "--device", "cuda", "--out", str(tmp_path)])
-    assert result.exit_code == 2
-    assert "CUDA is not available:" in result.output
+    assert result.exit_code == 2, result.output
+    output = " ".join(result.output.split())
+    assert "CUDA is not available: devices=['cuda'] asks for 'cuda'" in output
+    assert not list(tmp_path.iterdir())  # nothing written
 
 
 @pytest.mark.gpu
@@ -315,8 +347,22 @@ def test_cpu_against_cuda_finds_one_verdict_per_batch_size():
         max_seconds=0.2,
     )
     result = run_crossover(config)
+    assert result.devices == ("cpu", "cuda")
+    assert sorted((p.device != "cpu", p.batch_size, p.width) for p in result.points) == [
+        (gpu, batch, width) for gpu in (False, True) for batch in (32, 256) for width in (16, 1024)
+    ]
+    assert not gpu_notes(result.notes)  # a GPU was timed: no "no GPU" note
     assert [c.batch_size for c in result.crossovers] == [32, 256]
-    assert all(c.kind in ("crossover", "always-faster", "none") for c in result.crossovers)
+    for verdict in result.crossovers:
+        # Two widths: the GPU stays faster from 16 if it wins at both, from 1024 if only there.
+        faster = [
+            result.point("cuda", verdict.batch_size, width).seconds
+            < result.point("cpu", verdict.batch_size, width).seconds
+            for width in (16, 1024)
+        ]
+        expected = {(True, True): 16, (False, True): 1024}.get(tuple(faster))
+        assert (verdict.accelerator, verdict.at) == ("cuda", expected), verdict.message
+        assert verdict.kind == {None: "none", 16: "always-faster", 1024: "crossover"}[expected]
 
 
 def test_a_busy_machine_is_reported():

@@ -255,8 +255,7 @@ def test_nvml_without_pynvml_is_not_measurable(monkeypatch):
     )
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
-def test_a_cpu_run_without_cuda_says_no_cuda_gpu(powercap):
+def test_a_cpu_run_without_cuda_says_no_cuda_gpu(powercap, no_cuda):
     meter = EnergyMeter("cpu", powercap_root=powercap.root, interval_seconds=None).start()
     set_energy(powercap.package, 3_000_000)
     report = meter.stop()
@@ -266,6 +265,16 @@ def test_a_cpu_run_without_cuda_says_no_cuda_gpu(powercap):
     assert report.joules() == pytest.approx(2.0) and report.joules("rapl") == pytest.approx(2.0)
     assert report.reasons() == ["gpu (NVML): not measurable here (no CUDA GPU)"]
     assert report.to_dict()["readings"][2]["reason"] == "not measurable here (no CUDA GPU)"
+
+
+def test_a_cpu_run_on_a_cuda_machine_meters_the_cpu_alone(powercap, cuda_reported):
+    """The GPU idles through a CPU run: it is neither metered nor reported as missing."""
+    meter = EnergyMeter("cpu", powercap_root=powercap.root, interval_seconds=None).start()
+    set_energy(powercap.package, 3_000_000)
+    report = meter.stop()
+    assert [r.source for r in report.readings] == ["cpu package-0", "cpu package-0 dram"]
+    assert meter.nvml is None and report.reasons() == []
+    assert report.joules() == pytest.approx(2.0)
 
 
 def test_energy_meter_combines_rapl_and_a_fake_gpu(powercap, monkeypatch):
@@ -286,14 +295,21 @@ def test_energy_meter_combines_rapl_and_a_fake_gpu(powercap, monkeypatch):
 def test_nvml_on_a_real_gpu():
     pytest.importorskip("pynvml", reason="pynvml (nvidia-ml-py) is not installed")
     meter = EnergyMeter("cuda", interval_seconds=None).start()
-    a = torch.randn(4096, 4096, device="cuda")
-    for _ in range(50):
-        a = a @ a / 64
-    torch.cuda.synchronize()
+    a, product = torch.randn(4096, 4096, device="cuda"), torch.empty(4096, 4096, device="cuda")
+    busy_until = time.monotonic() + 1.0  # long enough for NVML's counter to advance
+    while time.monotonic() < busy_until:
+        for _ in range(20):
+            torch.mm(a, a, out=product)
+        torch.cuda.synchronize()
     (gpu,) = [r for r in meter.stop().readings if r.kind == "nvml"]
-    assert gpu.measured or "Volta or newer" in gpu.reason, gpu.reason
-    if gpu.measured:
-        assert gpu.joules > 0
+    if torch.cuda.get_device_capability(0) < (7, 0):  # NVML's energy counter: Volta or newer
+        assert not gpu.measured and "Volta or newer" in gpu.reason
+        return
+    assert gpu.measured, gpu.reason
+    assert gpu.source.startswith("gpu 0 ")
+    # Idle to full load, a datacenter GPU draws tens to hundreds of watts: millijoules read as
+    # joules (x1000) or the other way round (/1000) would fall far outside.
+    assert 5 < gpu.mean_watts < 2000, gpu
 
 
 def test_a_reading_is_a_value_or_a_reason():

@@ -1,9 +1,11 @@
 """The machine report: /proc/cpuinfo and torch config parsing, NVML fallbacks, `cnnlab hw`."""
 
 import json
+import os
 import re
 import sys
 import types
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -14,9 +16,11 @@ from typer.testing import CliRunner
 from cnnlab.bench.machine import (
     NVML_FIELDS,
     Reading,
+    cpu_info,
     gpu_from_properties,
     gpu_infos,
     machine_report,
+    no_gpu_reason,
     nvml_session,
     nvml_unavailable,
     parse_cpuinfo,
@@ -24,6 +28,7 @@ from cnnlab.bench.machine import (
     read_nvml,
 )
 from cnnlab.cli.hw import gpu_table, hw_app
+from cnnlab.runtime.devices import cpu_name
 
 SKYLAKE_FLAGS = "fpu sse sse2 ssse3 fma sse4_1 sse4_2 avx avx2 avx512f avx512dq avx512_vnni"
 SAPPHIRE_FLAGS = SKYLAKE_FLAGS + " avx512_bf16 amx_bf16 amx_tile amx_int8"
@@ -105,7 +110,7 @@ def test_arm_cpuinfo_uses_its_features_and_model_line():
 
 def test_empty_cpuinfo_falls_back_to_the_platform():
     info = parse_cpuinfo("")
-    assert info.model  # cpu_name(): /proc/cpuinfo or the platform's processor string
+    assert info.model == cpu_name()  # /proc/cpuinfo's model name, or the platform's
     assert (info.sockets, info.cores, info.threads, info.simd) == (None, None, None, ())
 
 
@@ -135,19 +140,53 @@ def test_the_real_machine_report_runs_here():
     assert data["format"] == "cnnlab-machine-report"
     assert data["torch"]["version"] == torch.__version__
     assert data["torch"]["threads"] == torch.get_num_threads()
-    assert report.cpu.threads is not None and report.cpu.threads >= 1
-    if not torch.cuda.is_available():
-        assert report.gpus == ()
-        assert report.gpu_note.startswith("no CUDA GPU visible to PyTorch: ")
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    processors = sum(line.startswith("processor") for line in lines)
+    assert report.cpu.threads == (processors or os.cpu_count())
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    assert len(report.gpus) == len(data["gpus"]) == gpus
+    assert (report.gpu_note is None) == (gpus > 0)  # a note says why only when none is listed
     assert "MachineReport(" in repr(report)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
-def test_hw_command_says_there_is_no_gpu():
+def test_without_a_gpu_the_report_says_why(no_cuda):
+    report = machine_report()
+    assert report.gpus == () and report.to_dict()["gpus"] == []
+    assert report.gpu_note == no_gpu_reason()
+    assert report.gpu_note.startswith("no CUDA GPU visible to PyTorch: ")
+
+
+@pytest.mark.parametrize(
+    ("build", "visible", "why"),
+    [
+        (None, None, "this PyTorch build has no CUDA support (torch "),
+        ("12.4", "", "CUDA_VISIBLE_DEVICES='' hides every GPU"),
+        ("12.4", "-1", "CUDA_VISIBLE_DEVICES='-1' hides every GPU"),
+        ("12.4", None, "PyTorch is built for CUDA 12.4 but finds no device (no NVIDIA GPU, or"),
+        ("12.4", "0", "PyTorch is built for CUDA 12.4 but finds no device (no NVIDIA GPU, or"),
+    ],
+)
+def test_the_reason_for_no_gpu_names_the_cause(monkeypatch, no_cuda, build, visible, why):
+    monkeypatch.setattr(torch.version, "cuda", build)
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert no_gpu_reason().startswith(f"no CUDA GPU visible to PyTorch: {why}")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert no_gpu_reason().endswith("; Apple's MPS backend is available (--device mps)")
+
+
+def test_hw_command_says_there_is_no_gpu(no_cuda):
     result = CliRunner().invoke(hw_app, [])
     assert result.exit_code == 0, result.output
-    assert "no CUDA GPU visible to PyTorch" in " ".join(result.output.split())
-    assert "avx2" in result.output or "asimd" in result.output or "PyTorch" in result.output
+    text = " ".join(result.output.split())
+    assert f"GPU {no_gpu_reason()}" in text
+    assert "GPU 0:" not in text  # no GPU table
+    # The SIMD table shows what /proc/cpuinfo says, feature by feature.
+    for feature, present in cpu_info().simd:
+        assert re.search(rf"\b{feature} {'yes' if present else 'no'}\b", text), feature
 
 
 def test_hw_command_json_parses():

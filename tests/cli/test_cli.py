@@ -228,18 +228,24 @@ def test_tour_trains_and_falls_back_to_digits(monkeypatch, tmp_path):
     assert Path(training["run_dir"]).parent == tmp_path / "runs"
 
 
-def test_tour_ends_with_the_hardware(monkeypatch):
+def test_tour_ends_with_the_hardware_and_says_when_there_is_no_gpu(monkeypatch):
     from cnnlab.bench.crossover import CrossoverConfig
     from cnnlab.cli import tour
 
+    # A machine without a GPU, on every machine: torch answers as it does without CUDA or MPS.
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 0)
+    monkeypatch.setattr("torch.backends.mps.is_available", lambda: False)
     tiny = CrossoverConfig(widths=(16, 64), batch_sizes=(256,), samples=2048, data="synthetic")
     monkeypatch.setattr(tour, "TOUR_CROSSOVER", tiny)
     text = run("tour", "--no-train")
-    hardware = text[text.index("9. The hardware") :]
+    hardware = " ".join(text[text.index("9. The hardware") :].split())
     assert "SIMD features" in hardware
     assert "784-n-n-10 MLP" in hardware
     assert "13,002" in hardware  # n=16: 784*16 + 16 + 16*16 + 16 + 16*10 + 10 parameters
-    assert "no GPU" in hardware
+    assert "GPU no CUDA GPU visible to PyTorch: " in hardware  # the machine table
+    assert "no GPU: CUDA is not available on this machine" in hardware  # the crossover's note
+    assert "faster from n=" not in hardware and "faster throughout" not in hardware
 
 
 def test_python_dash_m_entry_point():
