@@ -164,8 +164,9 @@ class Dataset:
 
         ``train`` and ``test`` are ``(images, labels)`` pairs of NumPy arrays or tensors.
         Images are (N, H, W) (one channel), (N, H, W, C) with C in 1, 3 or 4 (Keras's
-        channels-last) or (N, C, H, W); uint8 (0..255), or floats in [0, 1], which are
-        rounded to the nearest of 256 levels (how every cnnlab dataset is held).
+        channels-last; taken so when the second axis is not 1 or 3) or (N, C, H, W);
+        uint8 (0..255), or floats in [0, 1], which are rounded to the nearest of 256
+        levels (how every cnnlab dataset is held).
         Labels are integers 0..K-1; ``classes`` names them (default "0".."K-1").
         """
         pairs = {}
@@ -238,7 +239,7 @@ def _images_uint8(what: str, images: Any) -> torch.Tensor:
         ) from None
     if tensor.dim() == 3:
         tensor = tensor.unsqueeze(1)
-    elif tensor.dim() == 4 and tensor.shape[-1] in (1, 3, 4) and tensor.shape[1] not in (1, 3, 4):
+    elif tensor.dim() == 4 and tensor.shape[-1] in (1, 3, 4) and tensor.shape[1] not in (1, 3):
         tensor = tensor.permute(0, 3, 1, 2)  # Keras's (N, H, W, C)
     elif tensor.dim() != 4:
         raise ValueError(
