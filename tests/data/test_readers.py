@@ -10,6 +10,7 @@ import tarfile
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cnnlab.data import catalog, load_dataset
@@ -168,11 +169,15 @@ def test_cifar10_loads_through_the_catalogue(tmp_path, monkeypatch):
 
 def test_digits_loads_offline_with_a_fixed_stratified_split():
     dataset = load_dataset("digits", download=False)
-    assert len(dataset.train_labels) + len(dataset.test_labels) == 1797
+    assert (len(dataset.train_labels), len(dataset.test_labels)) == (1437, 360)  # 1,797: 80/20
     assert len(dataset.classes) == 10 and dataset.image_shape == (1, 8, 8)
-    assert dataset.train_images.dtype.is_floating_point is False
-    assert int(dataset.train_images.max()) == 255
-    assert min(dataset.class_counts("test")) >= 35  # stratified: every class in the test set
+    assert dataset.train_images.dtype == torch.uint8
+    assert int(dataset.train_images.max()) == 255  # scikit-learn's 0..16 scaled to 0..255
+    # Stratified: each class's share of the 360 test images is its share of all 1,797, +-1.
+    per_class = [a + b for a, b in zip(*map(dataset.class_counts, ("train", "test")), strict=True)]
+    assert sum(per_class) == 1797
+    for test_count, total in zip(dataset.class_counts("test"), per_class, strict=True):
+        assert abs(test_count - 360 * total / 1797) <= 1
     again = load_dataset("digits")
     assert dataset.train_labels.equal(again.train_labels)
     assert "bundled" in dataset.source

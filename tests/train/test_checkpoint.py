@@ -49,7 +49,7 @@ def test_atomic_write_replaces_the_file_or_leaves_it_alone(tmp_path):
 def test_json_files(tmp_path):
     write_json(tmp_path / "report.json", {"accuracy": 0.5})
     assert json.loads((tmp_path / "report.json").read_text()) == {"accuracy": 0.5}
-    with pytest.raises(ValueError):  # NaN is not JSON: refuse rather than write a bad file
+    with pytest.raises(ValueError, match="not JSON compliant"):  # refused, not written as NaN
         write_json(tmp_path / "report.json", {"accuracy": float("nan")})
     assert json.loads((tmp_path / "report.json").read_text()) == {"accuracy": 0.5}
     for epoch in (1, 2):

@@ -53,7 +53,7 @@ def test_matches_pytorch_by_hand():
     per_class = np.diag(expected) / expected.sum(axis=1)
     np.testing.assert_allclose(result.per_class_accuracy, per_class)
     np.testing.assert_allclose(result.probabilities, logits.softmax(dim=1).numpy(), rtol=1e-5)
-    assert result.seconds >= 0 and result.samples == 50
+    assert result.samples == 50
     assert "accuracy=" in repr(result)
 
 

@@ -8,13 +8,13 @@ import re
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import typer
 from PIL import Image
 from typer.testing import CliRunner
 
 from cnnlab.cli.predict import evaluate_command, predict_command
 from cnnlab.data import load_dataset
-from cnnlab.data.device import preprocess
 from cnnlab.models import create_model
 from cnnlab.train.predict import (
     FilePrediction,
@@ -89,6 +89,16 @@ def drawing(height: int, width: int) -> np.ndarray:
     return pixels
 
 
+def probabilities_by_hand(model, images: torch.Tensor) -> torch.Tensor:
+    """What predicting 28x28 grey images must give, written out: pixels / 255, normalised with
+    the checkpoint's MEAN and STD, zero-padded 28 -> 32 (LeNet-like's input; zero pixels, so the
+    padding is the normalised black), the model's logits, softmax."""
+    x = (images.float() / 255 - MEAN) / STD
+    x = F.pad(x, (2, 2, 2, 2), value=(0 - MEAN) / STD)  # (N, 1, 32, 32)
+    with torch.no_grad():
+        return model(x).softmax(dim=1)
+
+
 @pytest.fixture
 def run_dir(tmp_path):
     folder = tmp_path / "run"
@@ -111,24 +121,23 @@ def test_load_round_trips(run_dir):
         torch.testing.assert_close(predictor.model.state_dict()[name], tensor, rtol=0, atol=0)
 
     images = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)
-    with torch.no_grad():
-        expected = model(preprocess(images, predictor.normalization, predictor.adapter))
     probabilities = predictor.predict(images, batch_size=2)
-    torch.testing.assert_close(probabilities, expected.softmax(dim=1), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(5), rtol=1e-5, atol=1e-6)
+    expected = probabilities_by_hand(model, images)
+    torch.testing.assert_close(probabilities, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_top_k(run_dir):
-    predictor = load(run_dir[0], device="cpu")
+    folder, model = run_dir
+    predictor = load(folder, device="cpu")
     images = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
     top = predictor.top_k(images, 3)
-    probabilities = predictor.predict(images)
+    expected = probabilities_by_hand(model, images).sort(dim=1, descending=True)
     assert [len(row) for row in top] == [3, 3, 3]
-    for row, probs in zip(top, probabilities, strict=True):
-        assert [p for p, _ in row] == sorted((p for p, _ in row), reverse=True)
-        best = int(probs.argmax())
-        assert row[0] == (pytest.approx(float(probs[best])), DIGITS[best])
-    assert len(predictor.top_k(images, 50)[0]) == 10  # k beyond the classes lists them all
+    for row, values, indices in zip(top, expected.values, expected.indices, strict=True):
+        assert [name for _, name in row] == [DIGITS[i] for i in indices[:3]]
+        assert [p for p, _ in row] == pytest.approx(values[:3].tolist(), rel=1e-5)
+    every = predictor.top_k(images, 50)[0]  # k beyond the classes lists them all
+    assert sorted(name for _, name in every) == DIGITS
     with pytest.raises(ValueError, match=r"k must be a positive integer\. Received: k=0"):
         predictor.top_k(images, 0)
 
@@ -222,23 +231,31 @@ def test_prepare_image_errors(tmp_path):
         prepare_image(garbage, (28, 28))
 
 
-def test_predict_files_goes_on_after_a_bad_file(tmp_path, run_dir):
-    predictor = load(run_dir[0], device="cpu")
-    good = [tmp_path / "one.png", tmp_path / "two.jpg"]
-    write_image(good[0], drawing(30, 30))
-    write_image(good[1], drawing(50, 20))
+@pytest.mark.parametrize("invert", [False, True])
+def test_predict_files_goes_on_after_a_bad_file(tmp_path, run_dir, invert):
+    folder, model = run_dir
+    predictor = load(folder, device="cpu")
+    # Two different 28x28 grey pictures: the data's size, so each file's pixels are the image.
+    pictures = [drawing(28, 28), np.random.default_rng(0).integers(0, 256, (28, 28))]
+    good = [tmp_path / "one.png", tmp_path / "two.png"]
+    for path, pixels in zip(good, pictures, strict=True):
+        write_image(path, pixels)
     garbage = tmp_path / "garbage.png"
     garbage.write_text("nope")
-    results = predict_files(predictor, [good[0], garbage, good[1]], top=3)
+    results = predict_files(predictor, [good[0], garbage, good[1]], top=3, invert=invert)
     assert [r.ok for r in results] == [True, False, True]
     assert "garbage.png is not an image" in results[1].error and results[1].top == ()
-    for result, path in zip((results[0], results[2]), good, strict=True):
+    for result, path, pixels in zip((results[0], results[2]), good, pictures, strict=True):
         assert isinstance(result, FilePrediction) and result.path == path
         assert result.seconds > 0 and len(result.top) == 3
-        image = prepare_image(path, predictor.data_shape)
-        expected = predictor.top_k(image[None], 3)[0]
-        assert [name for _, name in result.top] == [name for _, name in expected]
-    assert json.loads(json.dumps(results[0].to_dict()))["top"][0]["class"] in DIGITS
+        image = torch.from_numpy(255 - pixels if invert else pixels).to(torch.uint8)
+        values, indices = probabilities_by_hand(model, image[None, None])[0].topk(3)
+        assert [name for _, name in result.top] == [DIGITS[i] for i in indices]
+        assert [p for p, _ in result.top] == pytest.approx(values.tolist(), rel=1e-5)
+    (probability, name), *_ = results[0].top
+    data = json.loads(json.dumps(results[0].to_dict()))
+    assert (data["path"], data["error"]) == (str(good[0]), None)
+    assert data["top"][0] == {"probability": probability, "class": name}
 
 
 def test_write_predictions(tmp_path):
