@@ -15,27 +15,26 @@ from torch.utils.flop_counter import FlopCounterMode
 from typer.testing import CliRunner
 
 import cnnlab.bench.ceilings as ceilings_module
+import cnnlab.bench.datasheet as datasheet_module
+import cnnlab.runtime.contention as contention_module
 from cnnlab.bench.ceilings import (
     MIN_REPEATS,
     Ceilings,
     CopyRate,
-    CpuCounters,
     MatmulRate,
-    busy_note,
     ceiling_for,
     ceilings_filename,
-    compare_to_datasheet,
     load_ceilings,
     matmul_flops,
-    matmul_tf32,
     measure_ceilings,
     measure_matmul,
-    others_cpu_share,
-    tf32_enabled,
     time_repeats,
     write_ceilings,
 )
+from cnnlab.bench.datasheet import compare_to_datasheet
 from cnnlab.cli.bench import bench_app
+from cnnlab.runtime.contention import CpuCounters, busy_note, others_cpu_share
+from cnnlab.runtime.devices import matmul_tf32, tf32_enabled
 
 runner = CliRunner()
 TOY = {"size": 96, "buffer_bytes": 2 << 20, "repeats": 4, "budget_seconds": 0.02}
@@ -129,16 +128,16 @@ class FakeProcStat:
 def test_cpu_counters_from_proc_stat_by_hand(monkeypatch):
     # user nice system idle iowait irq softirq steal (guest, guest_nice: inside user already)
     stat = "cpu  100 20 30 400 50 6 7 8 3 0\ncpu0 50 10 15 200 25 3 4 4 1 0\n"
-    monkeypatch.setattr(ceilings_module, "Path", FakeProcStat(stat))
+    monkeypatch.setattr(contention_module, "Path", FakeProcStat(stat))
     tick = os.sysconf("SC_CLK_TCK")
     before = time.process_time()
     counters = CpuCounters.read()
     assert counters.busy == pytest.approx((100 + 20 + 30 + 6 + 7 + 8) / tick)  # 171 ticks
     assert counters.total == pytest.approx((171 + 400 + 50) / tick)  # plus idle and iowait
     assert before <= counters.own <= time.process_time()  # this process's CPU time
-    monkeypatch.setattr(ceilings_module, "Path", FakeProcStat(None))  # not Linux
+    monkeypatch.setattr(contention_module, "Path", FakeProcStat(None))  # not Linux
     assert CpuCounters.read() is None
-    monkeypatch.setattr(ceilings_module, "Path", FakeProcStat("cpu  1 2 3\n"))  # too few fields
+    monkeypatch.setattr(contention_module, "Path", FakeProcStat("cpu  1 2 3\n"))  # too few fields
     assert CpuCounters.read() is None
 
 
@@ -157,7 +156,9 @@ def test_json_is_written_atomically_and_reads_back(cpu_ceilings, tmp_path):
     again = load_ceilings(path)
     assert again.matmul == cpu_ceilings.matmul and again.copy == cpu_ceilings.copy
     assert ceilings_filename("cuda:1") == "ceilings-cuda-1.json"
-    with pytest.raises(ValueError, match=r"--out must be a folder. Received: .*is a file"):
+    with pytest.raises(
+        ValueError, match=r"directory must be a folder. Received: directory=.*existing file"
+    ):
         write_ceilings(cpu_ceilings, path)
 
 
@@ -216,7 +217,7 @@ def test_cuda_without_cuda_is_refused(no_cuda):
 
 
 def test_cli_prints_the_table_and_writes_json(tmp_path, monkeypatch):
-    monkeypatch.setattr(ceilings_module, "datasheet_spec", lambda name: None)
+    monkeypatch.setattr(datasheet_module, "datasheet_spec", lambda name: None)
     args = ["ceilings", "--device", "cpu", "--size", "64", "--buffer-mib", "1"]
     args += ["--repeats", "3", "--budget", "0.01", "--out", str(tmp_path)]
     result = runner.invoke(bench_app, args)

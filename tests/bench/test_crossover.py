@@ -11,17 +11,15 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import cnnlab.bench.crossover as crossover_module
-from cnnlab.bench.crossover import (
-    CrossoverConfig,
+from cnnlab.bench.crossover import CrossoverConfig, run_crossover
+from cnnlab.bench.crossover_plot import plot_crossover, write_crossover
+from cnnlab.bench.crossover_result import (
     CrossoverPoint,
     CrossoverResult,
     crossover_notes,
     describe_crossover,
     find_crossover,
     find_crossovers,
-    plot_crossover,
-    run_crossover,
-    write_crossover,
 )
 from cnnlab.cli.bench import bench_app
 from cnnlab.data import Dataset

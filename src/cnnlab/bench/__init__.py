@@ -13,9 +13,9 @@ from cnnlab.bench.ceilings import MatmulRate as MatmulRate
 from cnnlab.bench.ceilings import ceiling_for as ceiling_for
 from cnnlab.bench.ceilings import measure_ceilings as measure_ceilings
 from cnnlab.bench.crossover import CrossoverConfig as CrossoverConfig
-from cnnlab.bench.crossover import CrossoverResult as CrossoverResult
-from cnnlab.bench.crossover import plot_crossover as plot_crossover
 from cnnlab.bench.crossover import run_crossover as run_crossover
+from cnnlab.bench.crossover_plot import plot_crossover as plot_crossover
+from cnnlab.bench.crossover_result import CrossoverResult as CrossoverResult
 from cnnlab.bench.energy import EnergyMeter as EnergyMeter
 from cnnlab.bench.machine import CpuInfo as CpuInfo
 from cnnlab.bench.machine import GpuInfo as GpuInfo

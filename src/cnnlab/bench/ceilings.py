@@ -18,19 +18,25 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
 import re
 import statistics
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from cnnlab.runtime.contention import CpuCounters, others_cpu_share
 from cnnlab.runtime.context import software_context
-from cnnlab.runtime.devices import device_name, resolve_device, synchronize
+from cnnlab.runtime.devices import (
+    device_name,
+    matmul_tf32,
+    resolve_device,
+    synchronize,
+    tf32_enabled,
+)
 from cnnlab.runtime.files import write_json
 
 CEILINGS_FORMAT = "cnnlab-ceilings"
@@ -184,79 +190,6 @@ def last_level_cache_bytes() -> int | None:
             unit = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[found.group(2)]
             sizes.append(int(found.group(1)) * unit)
     return max(sizes) if sizes else None
-
-
-@dataclass(frozen=True)
-class CpuCounters:
-    """CPU time of the whole machine (/proc/stat, all CPUs) and of this process, in seconds."""
-
-    busy: float  # user, nice, system, irq, softirq and steal (time the hypervisor took)
-    total: float  # the same plus idle and iowait
-    own: float  # this process, all its threads
-
-    @classmethod
-    def read(cls) -> CpuCounters | None:
-        """Now; None where /proc/stat cannot be read (not Linux)."""
-        try:
-            fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-            user, nice, system, idle, iowait, irq, softirq, steal = map(int, fields[1:9])
-        except (OSError, ValueError):
-            return None
-        tick = os.sysconf("SC_CLK_TCK")
-        busy = user + nice + system + irq + softirq + steal
-        return cls(busy / tick, (busy + idle + iowait) / tick, time.process_time())
-
-
-def others_cpu_share(start: CpuCounters | None, end: CpuCounters | None) -> float | None:
-    """The share of all CPUs' time between two readings that other processes (or the hypervisor)
-    used: high means this machine's CPU timings are slower and noisier than on an idle one."""
-    if start is None or end is None or end.total <= start.total:
-        return None
-    others = (end.busy - start.busy) - (end.own - start.own)
-    return min(1.0, max(0.0, others / (end.total - start.total)))
-
-
-BUSY_SHARE = 0.1  # others' share of the CPUs above which a result warns that the CPU was shared
-
-
-def busy_note(share: float | None) -> str | None:
-    """A warning when other processes used more than ``BUSY_SHARE`` of the CPUs, else None."""
-    if share is None or share <= BUSY_SHARE:
-        return None
-    return (
-        f"the CPUs were shared: other processes used {share:.0%} of their time during the "
-        "measurement, so the CPU timings are slower and noisier than on an idle machine"
-    )
-
-
-def tf32_enabled() -> bool:
-    """Whether float32 matmuls on CUDA may use TF32 tensor cores (torch's current setting)."""
-    matmul = torch.backends.cuda.matmul
-    try:
-        return bool(matmul.allow_tf32)
-    except RuntimeError:  # set through the newer fp32_precision API, which torch keeps apart
-        return matmul.fp32_precision == "tf32"
-
-
-@contextlib.contextmanager
-def matmul_tf32(enabled: bool) -> Iterator[None]:
-    """Allow or forbid TF32 for CUDA float32 matmuls inside the block; restored afterwards."""
-    matmul = torch.backends.cuda.matmul
-    try:
-        previous: bool | str = bool(matmul.allow_tf32)
-    except RuntimeError:  # the newer fp32_precision API is in use; torch forbids mixing the two
-        previous = matmul.fp32_precision
-    if isinstance(previous, bool):
-        matmul.allow_tf32 = enabled
-    else:
-        matmul.fp32_precision = "tf32" if enabled else "ieee"
-    try:
-        yield
-    finally:
-        if isinstance(previous, bool):
-            matmul.allow_tf32 = previous
-        else:
-            matmul.fp32_precision = previous
 
 
 def time_repeats(
@@ -464,56 +397,6 @@ def ceiling_for(ceilings: Ceilings, precision: str) -> float | None:
     return None if rate is None else rate.flops_per_second
 
 
-@dataclass(frozen=True)
-class DatasheetRow:
-    """One measured ceiling beside the datasheet's figure for it, where the catalogue has one."""
-
-    name: str  # "matmul fp32", "copy bandwidth"
-    measured: float  # TFLOP/s or GB/s, as ``unit`` says
-    unit: str
-    datasheet: float | None
-    percent: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-_DATASHEET_FIELDS = {
-    "fp32": "peak_fp32_tflops",
-    "tf32": "peak_tf32_tflops",
-    "bf16": "peak_fp16_tflops",  # datasheets give one FP16/BF16 tensor figure
-    "fp16": "peak_fp16_tflops",
-}
-
-
-def datasheet_spec(name: str) -> Any | None:
-    """The catalogue's entry for a device name, or None (no catalogue, or no match)."""
-    try:
-        from cnnlab.bench.catalog import match_device
-    except ImportError:
-        return None
-    return match_device(name)
-
-
-def compare_to_datasheet(ceilings: Ceilings, spec: Any | None = None) -> list[DatasheetRow]:
-    """Each ceiling as a percentage of the datasheet's peak (``spec`` defaults to the catalogue's
-    match for the device name)."""
-    spec = datasheet_spec(ceilings.device_name) if spec is None else spec
-    rows = []
-    for name, rate in ceilings.matmul.items():
-        peak = getattr(spec, _DATASHEET_FIELDS[name], None)
-        rows.append(_row(f"matmul {name}", rate.flops_per_second / 1e12, "TFLOP/s", peak))
-    if ceilings.copy is not None:
-        peak = getattr(spec, "memory_bandwidth_gbs", None)
-        rows.append(_row("copy bandwidth", ceilings.copy.bytes_per_second / 1e9, "GB/s", peak))
-    return rows
-
-
-def _row(name: str, measured: float, unit: str, peak: float | None) -> DatasheetRow:
-    peak = float(peak) if peak else None
-    return DatasheetRow(name, measured, unit, peak, 100 * measured / peak if peak else None)
-
-
 def ceilings_filename(device: str) -> str:
     """``ceilings-cpu.json``, ``ceilings-cuda.json``, ``ceilings-cuda-1.json``."""
     return f"ceilings-{device.replace(':', '-')}.json"
@@ -524,9 +407,13 @@ def write_ceilings(ceilings: Ceilings, directory: str | Path) -> Path:
     atomically."""
     folder = Path(directory)
     if folder.exists() and not folder.is_dir():
-        raise ValueError(f"--out must be a folder. Received: {str(folder)!r} is a file")
+        raise ValueError(
+            f"directory must be a folder. Received: directory={str(folder)!r} (an existing file)"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     data = ceilings.to_dict()
+    from cnnlab.bench.datasheet import compare_to_datasheet
+
     data["datasheet"] = [row.to_dict() for row in compare_to_datasheet(ceilings)]
     return write_json(folder / ceilings_filename(ceilings.device), data)
 

@@ -1,4 +1,5 @@
-"""The lecture's experiment: "When is the GPU faster than the CPU for NN?"
+"""The lecture's experiment: "When is the GPU faster than the CPU for NN?" (the sweep itself;
+its results and their reading are in ``crossover_result``, the picture in ``crossover_plot``).
 
 The slide trains a three-layer MLP (784-n-n-10, ReLU, dropout 0.5, Adam) on MNIST for one epoch
 of 60,000 samples with ``n = 2**i`` and plots the epoch time on the CPU and on the GPU against
@@ -21,19 +22,23 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from cnnlab.bench.ceilings import CpuCounters, busy_note, others_cpu_share, tf32_enabled
+from cnnlab.bench.crossover_result import (
+    CrossoverPoint,
+    CrossoverResult,
+    crossover_notes,
+    find_crossovers,
+)
 from cnnlab.data import InputAdapter, Normalization, load_dataset, preprocess
 from cnnlab.models import create_model
 from cnnlab.models.registry import get_model_spec
+from cnnlab.runtime.contention import CpuCounters, others_cpu_share
 from cnnlab.runtime.context import software_context
-from cnnlab.runtime.devices import device_name, resolve_device, synchronize
-from cnnlab.runtime.files import default_output_dir, write_json
+from cnnlab.runtime.devices import device_name, resolve_device, synchronize, tf32_enabled
 from cnnlab.summary import summary
 from cnnlab.train.step import TrainStep
 
@@ -42,7 +47,6 @@ MODEL_BATCH_SIZES = (8, 32, 128, 512)
 MAX_EXP = 16  # n = 65,536: 4.3e9 parameters, beyond any GPU's memory with Adam
 DATA_CHOICES = ("auto", "mnist", "fashion-mnist", "synthetic")
 SYNTHETIC_POOL_BYTES = 64 << 20  # distinct synthetic images held; an epoch cycles through them
-FLAT_RATIO = 1.5  # GPU step times within this factor of the smallest model's count as flat
 EXCLUDED = (
     "seconds cover one epoch of optimizer steps (batch slicing and normalisation on the device "
     "included), after the warm-up steps, with the device synchronised before each clock read; "
@@ -173,160 +177,6 @@ def resolve_devices(devices: Sequence[str] | None) -> tuple[torch.device, ...]:
             )
         resolved.append(resolve_device(name))
     return tuple(sorted(resolved, key=lambda d: d.type != "cpu"))
-
-
-@dataclass(frozen=True)
-class CrossoverPoint:
-    """One (device, batch size, width or model) timing of one epoch."""
-
-    device: str
-    batch_size: int
-    width: int | None  # the MLP's n; None when a zoo model's batch size is swept
-    parameters: int
-    samples: int  # one epoch
-    steps: int  # optimizer steps per epoch
-    measured_steps: int
-    measured_samples: int
-    measured_seconds: float
-    seconds: float  # one epoch: measured, or extrapolated from the measured steps
-    flops_per_sample: int | None  # forward + backward (FlopCounterMode), optimizer excluded
-    warmup_steps: int
-    others_cpu_share: float | None = None  # of all CPUs' time while timed, by other processes
-
-    @property
-    def x(self) -> int:
-        """The swept value: the width, or the batch size when a zoo model is swept."""
-        return self.batch_size if self.width is None else self.width
-
-    @property
-    def extrapolated(self) -> bool:
-        return self.measured_samples < self.samples
-
-    @property
-    def seconds_per_step(self) -> float:
-        return self.measured_seconds / self.measured_steps
-
-    @property
-    def achieved_flops_per_second(self) -> float | None:
-        if self.flops_per_sample is None:
-            return None
-        return self.flops_per_sample * self.samples / self.seconds
-
-    def describe_seconds(self) -> str:
-        """``"72.5 s"``, or ``"72.5 s (extrapolated from 120 steps)"``."""
-        text = f"{self.seconds:.3g} s" if self.seconds < 100 else f"{self.seconds:,.0f} s"
-        if not self.extrapolated:
-            return text
-        steps = f"{self.measured_steps} step{'' if self.measured_steps == 1 else 's'}"
-        return f"{text} (extrapolated from {steps})"
-
-    def __repr__(self) -> str:
-        width = "" if self.width is None else f", n={self.width}"
-        return (
-            f"CrossoverPoint({self.device!r}, batch={self.batch_size}{width}, "
-            f"params={self.parameters:,}, {self.describe_seconds()})"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **asdict(self),
-            "extrapolated": self.extrapolated,
-            "seconds_per_step": self.seconds_per_step,
-            "achieved_flops_per_second": self.achieved_flops_per_second,
-        }
-
-
-@dataclass(frozen=True)
-class Crossover:
-    """Where ``accelerator`` starts to beat the CPU (for one batch size, in the MLP sweep)."""
-
-    accelerator: str
-    batch_size: int | None  # None when the batch size is the swept value
-    at: int | None  # the smallest swept value from which the accelerator stays faster
-    kind: str  # "crossover", "always-faster" or "none"
-    message: str
-
-
-def find_crossover(
-    xs: Sequence[int], cpu_seconds: Sequence[float], gpu_seconds: Sequence[float]
-) -> int | None:
-    """The smallest x from which the GPU is faster at every larger x (xs ascending); None when
-    the CPU is as fast or faster at the largest x."""
-    at = None
-    for x, cpu, gpu in reversed(list(zip(xs, cpu_seconds, gpu_seconds, strict=True))):
-        if not gpu < cpu:
-            break
-        at = x
-    return at
-
-
-def describe_crossover(
-    xs: Sequence[int], at: int | None, *, accelerator: str, label: str, unit: str
-) -> tuple[str, str]:
-    """(kind, message) for a crossover found by ``find_crossover``; ``unit`` is "n" or "batch"."""
-    if at is None:
-        return "none", (
-            f"{label}: no crossover in range: the CPU is as fast or faster than {accelerator} "
-            f"at the largest {unit}={xs[-1]}"
-        )
-    if at == xs[0]:
-        return "always-faster", f"{label}: {accelerator} is faster throughout, from {unit}={at}"
-    return "crossover", f"{label}: {accelerator} is faster from {unit}={at} on"
-
-
-@dataclass(frozen=True)
-class CrossoverResult:
-    """The points of a sweep, the crossovers found in them, and what produced them."""
-
-    config: CrossoverConfig
-    model: str
-    devices: tuple[str, ...]
-    data: dict[str, str]  # name, source, note
-    points: tuple[CrossoverPoint, ...]
-    crossovers: tuple[Crossover, ...]
-    notes: tuple[str, ...]
-    context: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def swept(self) -> str:
-        """What the x axis sweeps: "width" for the MLP, "batch_size" for a zoo model."""
-        return "batch_size" if self.config.model is not None else "width"
-
-    def series(self) -> dict[tuple[str, int | None], list[CrossoverPoint]]:
-        """Points by (device, batch size; None when the batch size is swept), in sweep order."""
-        groups: dict[tuple[str, int | None], list[CrossoverPoint]] = {}
-        for point in self.points:
-            key = (point.device, None if point.width is None else point.batch_size)
-            groups.setdefault(key, []).append(point)
-        return {key: sorted(points, key=lambda p: p.x) for key, points in groups.items()}
-
-    def point(self, device: str, batch_size: int, width: int | None = None) -> CrossoverPoint:
-        for p in self.points:
-            if (p.device, p.batch_size, p.width) == (device, batch_size, width):
-                return p
-        raise KeyError((device, batch_size, width))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": "cnnlab-crossover",
-            "version": 1,
-            "model": self.model,
-            "swept": self.swept,
-            "config": asdict(self.config),
-            "devices": list(self.devices),
-            "data": dict(self.data),
-            "points": [p.to_dict() for p in self.points],
-            "crossovers": [asdict(c) for c in self.crossovers],
-            "notes": list(self.notes),
-            "context": dict(self.context),
-        }
-
-    def __repr__(self) -> str:
-        return (
-            f"CrossoverResult({self.model!r}, devices={list(self.devices)}, "
-            f"points={len(self.points)}, data={self.data['name']!r}, "
-            f"crossovers={[c.at for c in self.crossovers]})"
-        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -505,61 +355,6 @@ def run_crossover(
     return dataclasses.replace(result, crossovers=crossovers, notes=notes)
 
 
-def find_crossovers(result: CrossoverResult) -> tuple[Crossover, ...]:
-    """One crossover per accelerator (and batch size, in the MLP sweep), against the CPU."""
-    series = result.series()
-    unit = "batch" if result.config.model is not None else "n"
-    found = []
-    for (device, batch_size), points in series.items():
-        cpu = series.get(("cpu", batch_size))
-        if device == "cpu" or cpu is None:
-            continue
-        xs = [p.x for p in points]
-        at = find_crossover(xs, [p.seconds for p in cpu], [p.seconds for p in points])
-        label = result.model if batch_size is None else f"batch {batch_size}"
-        kind, message = describe_crossover(xs, at, accelerator=device, label=label, unit=unit)
-        found.append(Crossover(device, batch_size, at, kind, message))
-    return tuple(found)
-
-
-def crossover_notes(result: CrossoverResult, devices_by_default: bool = True) -> tuple[str, ...]:
-    """What to tell the reader: the data used, a missing GPU, and why flat GPU times are flat."""
-    notes = [f"data: {result.data['note']}"]
-    if all(device == "cpu" for device in result.devices):
-        if not torch.cuda.is_available():
-            notes.append(
-                "no GPU: CUDA is not available on this machine "
-                f"(torch {torch.__version__}), so only the CPU side was measured"
-            )
-        elif not devices_by_default:
-            notes.append("only the CPU was measured (devices=cpu); add cuda to compare")
-    busy = busy_note(result.context.get("others_cpu_share"))
-    if busy is not None:
-        shares = [p.others_cpu_share or 0.0 for p in result.points if p.device == "cpu"]
-        worst = max(shares, default=0.0)
-        notes.append(f"{busy} (up to {worst:.0%} while a CPU point was timed)")
-    unit = "batch" if result.config.model is not None else "n"
-    for (device, batch_size), points in result.series().items():
-        if device == "cpu":
-            continue
-        first = points[0].seconds_per_step
-        flat = []
-        for point in points:
-            if point.seconds_per_step > FLAT_RATIO * first:
-                break
-            flat.append(point)
-        if len(flat) >= 2 and flat[-1].x >= 4 * flat[0].x:
-            label = "" if batch_size is None else f", batch {batch_size}"
-            notes.append(
-                f"{device}{label}: a step takes about {first * 1e3:.2g} ms from {unit}="
-                f"{flat[0].x} to {unit}={flat[-1].x}, whatever the size: each step pays a fixed "
-                "cost (launching its kernels, ~1 ms) that small models cannot hide, so the GPU "
-                "only wins once the arithmetic outgrows that overhead. That is the lecture's "
-                "answer to 'When is the GPU faster than the CPU?'"
-            )
-    return tuple(notes)
-
-
 def _context(config: CrossoverConfig, devices: Sequence[torch.device]) -> dict[str, Any]:
     return {
         **software_context(),
@@ -573,128 +368,3 @@ def _context(config: CrossoverConfig, devices: Sequence[torch.device]) -> dict[s
         "seed": config.seed,
         "excluded": EXCLUDED,
     }
-
-
-def plot_crossover(result: CrossoverResult, path: str | Path) -> Path:
-    """Epoch time against parameters (or batch size), log-log: one line per device and batch
-    size, hollow markers where extrapolated, each crossover marked; written atomically."""
-    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
-
-    from cnnlab.runtime.figures import new_figure, png_path, save_png
-
-    out = png_path(path)
-    by_width = result.config.model is None
-    figure = new_figure((9.0, 6.0))
-    ax = figure.add_subplot()
-    palette = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
-    keys = result.config.batch_sizes_or_default if by_width else result.devices
-    colours = {key: palette[i % len(palette)] for i, key in enumerate(keys)}
-    names = result.context.get("devices", {})
-    for (device, batch_size), points in result.series().items():
-        xs = [p.parameters if by_width else p.batch_size for p in points]
-        colour = colours[batch_size if by_width else device]
-        cpu = device == "cpu"
-        label = f"{device}: {_short(names.get(device, device))}"
-        label += f", batch {batch_size}" if batch_size is not None else ""
-        ax.plot(xs, [p.seconds for p in points], "-" if cpu else "--", color=colour, label=label)
-        for extrapolated in (False, True):
-            chosen = [i for i, p in enumerate(points) if p.extrapolated == extrapolated]
-            if chosen:
-                ax.scatter(
-                    [xs[i] for i in chosen],
-                    [points[i].seconds for i in chosen],
-                    marker="o" if cpu else "s",
-                    s=28,
-                    color=colour,
-                    facecolors="white" if extrapolated else colour,
-                    zorder=3,
-                )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    for crossover in result.crossovers:
-        if crossover.at is None:
-            continue
-        width = crossover.at if by_width else None
-        batch = crossover.batch_size if by_width else crossover.at
-        point = result.point(crossover.accelerator, batch, width)
-        unit = "n" if by_width else "batch"
-        where = f"\n(batch {batch})" if by_width else ""
-        ax.annotate(
-            f"{crossover.accelerator} faster from {unit}={crossover.at}{where}",
-            xy=(point.parameters if by_width else point.batch_size, point.seconds),
-            xytext=(-10, 40),
-            textcoords="offset points",
-            ha="right",
-            fontsize=8,
-            arrowprops={"arrowstyle": "->", "color": "black"},
-            bbox={"boxstyle": "round", "fc": "lightyellow", "ec": "grey"},
-        )
-    remarks = ["filled markers: a whole epoch timed; hollow: extrapolated from part of it"]
-    remarks += [c.message for c in result.crossovers if c.at is None]
-    if all(device == "cpu" for device in result.devices):
-        remarks.insert(0, "no GPU measured on this machine: CPU times only")
-    figure.supxlabel("\n".join(remarks), fontsize=8, color="dimgrey")
-    ax.set_ylabel(f"seconds per epoch ({result.config.samples:,} samples)")
-    seconds = FuncFormatter(lambda value, _: f"{value:g} s")
-    ax.yaxis.set_major_formatter(seconds)
-    ax.yaxis.set_minor_formatter(seconds)
-    ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
-    ax.tick_params(axis="both", which="both", labelsize=8)
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    if by_width:
-        ax.set_xlabel("trainable parameters")
-        counts = FuncFormatter(lambda value, _: _count(value))
-        ax.xaxis.set_major_formatter(counts)
-        ax.xaxis.set_minor_formatter(counts)
-        ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
-        widths = sorted({p.width: p.parameters for p in result.points}.items())
-        top = ax.twiny()
-        top.set_xscale("log")
-        top.set_xlim(ax.get_xlim())
-        top.xaxis.set_major_locator(FixedLocator([params for _, params in widths]))
-        top.xaxis.set_minor_locator(NullLocator())
-        top.set_xticklabels([str(n) for n, _ in widths], fontsize=8)
-        top.set_xlabel("hidden width n")
-        title = (
-            "When is the GPU faster than the CPU? 784-n-n-10 MLP, dropout 0.5, Adam "
-            f"(data: {result.data['name']})"
-        )
-    else:
-        ax.set_xlabel("batch size")
-        ax.xaxis.set_major_locator(FixedLocator(list(result.config.sweep)))
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xticklabels([str(b) for b in result.config.sweep])
-        title = f"{result.model}: epoch time against batch size (data: {result.data['name']})"
-    ax.set_title(title, fontsize=10)
-    return save_png(figure, out)
-
-
-def _count(value: float) -> str:
-    """20000 -> "20k", 3000000 -> "3M": tick labels for parameter counts."""
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if value >= scale:
-            return f"{value / scale:g}{unit}"
-    return f"{value:g}"
-
-
-def _short(name: str) -> str:
-    return name if len(name) <= 28 else name[:27] + "…"
-
-
-def default_out_dir() -> Path:
-    """``runs/crossover-YYYYmmdd-HHMMSS`` (a new folder each run, never an old one)."""
-    return default_output_dir("crossover")
-
-
-def write_crossover(result: CrossoverResult, directory: str | Path) -> dict[str, Path]:
-    """crossover.json and crossover.png in ``directory`` (created), each written atomically."""
-    folder = Path(directory)
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(
-            f"directory must be a folder. Received: directory={str(folder)!r} (an existing file)"
-        )
-    folder.mkdir(parents=True, exist_ok=True)
-    png = plot_crossover(result, folder / "crossover.png")
-    data = {**result.to_dict(), "files": {"plot": png.name}}
-    return {"json": write_json(folder / "crossover.json", data), "png": png}

@@ -8,21 +8,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cnnlab.bench.ceilings import (
-    busy_note,
-    compare_to_datasheet,
-    measure_ceilings,
-    write_ceilings,
-)
-from cnnlab.bench.crossover import (
-    CrossoverConfig,
-    CrossoverPoint,
-    CrossoverResult,
-    default_out_dir,
-    run_crossover,
-    write_crossover,
-)
+from cnnlab.bench.ceilings import measure_ceilings, write_ceilings
+from cnnlab.bench.crossover import CrossoverConfig, run_crossover
+from cnnlab.bench.crossover_plot import default_out_dir, write_crossover
+from cnnlab.bench.crossover_result import CrossoverPoint, CrossoverResult
+from cnnlab.bench.datasheet import compare_to_datasheet
 from cnnlab.cli.common import err, out, print_json, user_errors
+from cnnlab.runtime.contention import busy_note
 
 bench_app = typer.Typer(
     help="Measure the hardware: peak matmul FLOP/s and bandwidth, and the CPU-vs-GPU crossover.",

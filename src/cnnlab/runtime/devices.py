@@ -6,8 +6,10 @@ module for its ``torch.device`` and synchronises through it before reading a clo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import platform
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -71,3 +73,33 @@ def device_name(device: torch.device) -> str:
     if device.type == "mps":
         return f"Apple MPS ({platform.machine()})"
     return cpu_name()
+
+
+def tf32_enabled() -> bool:
+    """Whether float32 matmuls on CUDA may use TF32 tensor cores (torch's current setting)."""
+    matmul = torch.backends.cuda.matmul
+    try:
+        return bool(matmul.allow_tf32)
+    except RuntimeError:  # set through the newer fp32_precision API, which torch keeps apart
+        return matmul.fp32_precision == "tf32"
+
+
+@contextlib.contextmanager
+def matmul_tf32(enabled: bool) -> Iterator[None]:
+    """Allow or forbid TF32 for CUDA float32 matmuls inside the block; restored afterwards."""
+    matmul = torch.backends.cuda.matmul
+    try:
+        previous: bool | str = bool(matmul.allow_tf32)
+    except RuntimeError:  # the newer fp32_precision API is in use; torch forbids mixing the two
+        previous = matmul.fp32_precision
+    if isinstance(previous, bool):
+        matmul.allow_tf32 = enabled
+    else:
+        matmul.fp32_precision = "tf32" if enabled else "ieee"
+    try:
+        yield
+    finally:
+        if isinstance(previous, bool):
+            matmul.allow_tf32 = previous
+        else:
+            matmul.fp32_precision = previous

@@ -1,0 +1,57 @@
+"""Other processes on the same CPUs: measured, so that a timing can say it was disturbed.
+
+A CPU timing taken while other processes run is slower and noisier; on this project's 2-core
+machines two threads next to one busy process ran 2 to 12 times slower. ``CpuCounters`` reads
+the whole machine's and this process's CPU time (Linux /proc/stat); ``others_cpu_share`` turns
+two readings into the share others used, and ``busy_note`` into a warning when it is high.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class CpuCounters:
+    """CPU time of the whole machine (/proc/stat, all CPUs) and of this process, in seconds."""
+
+    busy: float  # user, nice, system, irq, softirq and steal (time the hypervisor took)
+    total: float  # the same plus idle and iowait
+    own: float  # this process, all its threads
+
+    @classmethod
+    def read(cls) -> CpuCounters | None:
+        """Now; None where /proc/stat cannot be read (not Linux)."""
+        try:
+            fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+            user, nice, system, idle, iowait, irq, softirq, steal = map(int, fields[1:9])
+        except (OSError, ValueError):
+            return None
+        tick = os.sysconf("SC_CLK_TCK")
+        busy = user + nice + system + irq + softirq + steal
+        return cls(busy / tick, (busy + idle + iowait) / tick, time.process_time())
+
+
+def others_cpu_share(start: CpuCounters | None, end: CpuCounters | None) -> float | None:
+    """The share of all CPUs' time between two readings that other processes (or the hypervisor)
+    used: high means this machine's CPU timings are slower and noisier than on an idle one."""
+    if start is None or end is None or end.total <= start.total:
+        return None
+    others = (end.busy - start.busy) - (end.own - start.own)
+    return min(1.0, max(0.0, others / (end.total - start.total)))
+
+
+BUSY_SHARE = 0.1  # others' share of the CPUs above which a result warns that the CPU was shared
+
+
+def busy_note(share: float | None) -> str | None:
+    """A warning when other processes used more than ``BUSY_SHARE`` of the CPUs, else None."""
+    if share is None or share <= BUSY_SHARE:
+        return None
+    return (
+        f"the CPUs were shared: other processes used {share:.0%} of their time during the "
+        "measurement, so the CPU timings are slower and noisier than on an idle machine"
+    )
