@@ -2,6 +2,7 @@
 
     python benchmarks/quest_load.py [--readers 50] [--submitters 10] [--seconds 20]
                                     [--teams 200] [--labels 10000] [--db URL] [--out DIR]
+    python benchmarks/quest_load.py --dry-run [--out DIR]
 
 The server runs in its own process on 127.0.0.1: ``--via cli`` (the default) runs it as users do,
 ``python -m cnnlab quest serve`` (uvicorn, one worker, access log on); ``--via uvicorn`` runs
@@ -22,6 +23,10 @@ intended daily-limit refusal, apart), and writes ``quest_load.json`` with the co
 CPU, git commit, concurrency, duration, database). Targets on the 2-core reference machine:
 leaderboard p99 under 50 ms with 50 readers, at least 50 scored submissions per second, no
 errors other than 429.
+
+``--dry-run`` runs the same code in seconds, so that CI keeps the script working: a few clients
+on every route (the page too) for about a second, a small competition, and ``quest_load.json``
+in a temporary folder (or ``--out``), never in benchmarks/results. Flags given with it still win.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import httpx
 import numpy as np
 
 NUM_CLASSES = 10
+RESULTS = Path(__file__).parent / "results"
 UVICORN_SERVER = """
 import sys, uvicorn
 from cnnlab.quest.server import create_app
@@ -66,6 +72,19 @@ class LoadConfig:
     daily_limit: int = 100_000
     db: str | None = None
     via: str = "cli"
+    dry_run: bool = False
+
+
+# A dry run: every route with a few clients, a small competition, about 3 s of load.
+DRY_RUN = {
+    "readers": 3,
+    "submitters": 2,
+    "page_readers": 1,
+    "seconds": 1.5,
+    "warmup": 0.5,
+    "teams": 4,
+    "labels": 1_000,
+}
 
 
 @dataclass
@@ -112,8 +131,8 @@ def start_server(via: str, db_url: str, port: int, log_path: Path) -> subprocess
                    "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     else:
         command = [sys.executable, "-c", UVICORN_SERVER, db_url, str(port)]
-    log = log_path.open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=log)
+    with log_path.open("wb") as log:  # the server holds its own descriptor
+        process = subprocess.Popen(command, stdout=log, stderr=log)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -127,6 +146,7 @@ def start_server(via: str, db_url: str, port: int, log_path: Path) -> subprocess
             pass
         time.sleep(0.1)
     process.kill()
+    process.wait()
     raise RuntimeError(f"the server did not answer within 30 s:\n{log_path.read_text()}")
 
 
@@ -231,6 +251,7 @@ def context(config: LoadConfig, db_url: str) -> dict:
 
     return {
         "benchmark": "quest_load",
+        "dry_run": config.dry_run,
         "versions": versions(),
         "git": git_commit(),
         "cpu": cpu_name(),
@@ -319,9 +340,17 @@ def print_table(result: dict) -> None:
         )
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[LoadConfig, Path]:
+def parse_args(argv: list[str] | None = None) -> tuple[LoadConfig, Path | None]:
+    """The load's config and the --out folder (None: the default for a real or a dry run)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     defaults = LoadConfig()
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="seconds, not minutes: "
+        + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in DRY_RUN.items())
+        + "; the JSON goes to a temporary folder unless --out is given",
+    )
     parser.add_argument("--readers", type=int, default=defaults.readers)
     parser.add_argument("--submitters", type=int, default=defaults.submitters)
     parser.add_argument("--page-readers", type=int, default=defaults.page_readers)
@@ -338,7 +367,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[LoadConfig, Path]:
     parser.add_argument("--daily-limit", type=int, default=defaults.daily_limit)
     parser.add_argument("--via", choices=("cli", "uvicorn"), default=defaults.via)
     parser.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="folder for quest_load.json (default benchmarks/results; dry run: a temp folder)",
+    )
+    if parser.parse_known_args(argv)[0].dry_run:
+        parser.set_defaults(**DRY_RUN)  # the dry run's sizes, unless given
     args = parser.parse_args(argv)
     for name in ("readers", "submitters", "page_readers", "teams", "labels", "daily_limit"):
         if getattr(args, name) < 0:
@@ -347,10 +382,19 @@ def parse_args(argv: list[str] | None = None) -> tuple[LoadConfig, Path]:
             )
     if args.seconds <= 0 or args.warmup < 0 or args.think < 0:
         parser.error(
-            f"--seconds must be > 0, --warmup >= 0. Received: {args.seconds}, {args.warmup}"
+            "--seconds must be > 0, --warmup and --think >= 0. "
+            f"Received: {args.seconds}, {args.warmup}, {args.think}"
         )
     if args.teams == 0 and args.submitters:
         parser.error("--teams must be >= 1 when --submitters > 0. Received: --teams 0")
+    if (
+        args.dry_run
+        and args.out is not None
+        and args.out.resolve().is_relative_to(RESULTS.resolve())
+    ):
+        parser.error(
+            f"--dry-run never writes into the recorded results. Received: --out {args.out}"
+        )
     fields = {k: v for k, v in vars(args).items() if k != "out"}
     return LoadConfig(**fields), args.out
 
@@ -360,6 +404,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="quest-load-") as workdir:
         result = run(config, Path(workdir))
     print_table(result)
+    if out is None:
+        out = Path(tempfile.mkdtemp(prefix="quest_load-dry-run-")) if config.dry_run else RESULTS
     out.mkdir(parents=True, exist_ok=True)
     path = out / "quest_load.json"
     tmp = path.with_suffix(".json.tmp")

@@ -1,0 +1,138 @@
+"""Every script in benchmarks/ runs its ``--dry-run`` (seconds, tiny sizes, the same code path as
+a real run), prints its table and writes its JSON with the context, so that none can rot.
+
+Each script runs as users run it: a subprocess, with ``--out`` under ``tmp_path`` (a dry run
+never writes into benchmarks/results). No test looks at a time; only at what was measured.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+RESULTS = BENCHMARKS / "results"
+TIMEOUT = 600  # seconds; a hang fails the test instead of stalling CI
+
+
+def run_script(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def check_train_cpu(result: dict, stdout: str) -> None:
+    context = result["context"]
+    for key in ("cnnlab_version", "git_commit", "torch_version", "python_version", "platform"):
+        assert key in context, key
+    assert isinstance(context["torch_version"], str) and context["torch_version"]
+    assert context["device"].startswith("cpu: ")
+    assert context["batch_sizes"] == [32]
+    assert context["seed"] == 0
+    assert context["epochs"] == 1 and context["repeats"] == 1
+    assert context["dry_run"] is True
+    assert context["steps_per_run"] > 0
+    assert context["data"].startswith(("fashion-mnist", "digits"))
+
+    rows = {row["competitor"]: row for row in result["results"]}
+    assert set(rows) == {"cnnlab", "keras", "torch-dataloader"}
+    keras_installed = importlib.util.find_spec("keras") is not None
+    for name, row in rows.items():
+        assert row["batch_size"] == 32
+        assert "failed" not in row, row
+        if name == "keras" and not keras_installed:
+            assert "keras is not installed" in row["skipped"]
+            assert "keras is not installed" in stdout  # the table says it was skipped
+            continue
+        assert row["seconds_per_epoch"] > 0
+        assert 0.0 <= row["test_accuracy"] <= 1.0
+        assert len(row["runs"]) == 1
+    assert context["keras_version"] is None or keras_installed
+
+    recipe = result["recipe"]
+    assert recipe["competitor"] == "cnnlab-recipe"
+    assert recipe["recipe_epochs"] == 1  # the step cap ends the recipe in its first epoch
+    assert 0.0 <= recipe["test_accuracy"] <= 1.0
+
+    for name in ("competitor", "cnnlab", "torch-dataloader", "keras", "default recipe"):
+        assert name in stdout
+
+
+def check_quest_load(result: dict, stdout: str) -> None:
+    context = result["context"]
+    assert context["benchmark"] == "quest_load"
+    assert context["dry_run"] is True
+    for name in ("cnnlab", "fastapi", "uvicorn", "sqlalchemy", "httpx", "numpy", "python"):
+        assert context["versions"][name] != "absent", name
+    assert set(context["git"]) == {"commit", "dirty"}
+    assert context["cpu"] and context["cpu_count"] >= 1
+    assert context["db"].startswith("sqlite:///")
+    assert context["concurrency"] == {
+        "readers": 3,
+        "submitters": 2,
+        "page_readers": 1,
+        "think_seconds": 0.0,
+    }
+    assert context["teams"] == 4 and context["labels"] == 1_000
+
+    routes = result["routes"]
+    assert set(routes) == {"GET /", "GET /api/leaderboard", "POST /api/submissions"}
+    for route, row in routes.items():
+        assert row["requests"] > 0, route
+        assert row["errors"] == {}, route
+        assert row["limit_refusals_429"] == 0, route
+        assert row["p50_ms"] <= row["p99_ms"] <= row["max_ms"], route
+    assert result["requests_answered_including_warmup"] >= sum(
+        row["requests"] for row in routes.values()
+    )
+
+    for route in routes:
+        assert route in stdout
+    assert "p99 ms" in stdout
+
+
+CHECKS: dict[str, tuple[str, Callable[[dict, str], None]]] = {
+    "train_cpu.py": ("train_cpu.json", check_train_cpu),
+    "quest_load.py": ("quest_load.json", check_quest_load),
+}
+
+
+def test_every_benchmark_script_has_a_dry_run_check():
+    assert sorted(path.name for path in BENCHMARKS.glob("*.py")) == sorted(CHECKS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(CHECKS))
+def test_dry_run_prints_the_table_and_writes_json_with_context(script, tmp_path):
+    recorded = {path: path.stat().st_mtime_ns for path in RESULTS.rglob("*") if path.is_file()}
+    out = tmp_path / "out"
+    done = run_script(script, "--dry-run", "--out", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    name, check = CHECKS[script]
+    path = out / name
+    assert f"wrote {path}" in done.stdout
+    check(json.loads(path.read_text()), done.stdout)
+    assert sorted(p.name for p in out.iterdir()) == [name]  # no temporary file left behind
+    after = {path: path.stat().st_mtime_ns for path in RESULTS.rglob("*") if path.is_file()}
+    assert after == recorded  # the recorded results are untouched
+
+
+@pytest.mark.parametrize("script", sorted(CHECKS))
+@pytest.mark.parametrize("out", [RESULTS, RESULTS / "dry-run"], ids=["results", "inside"])
+def test_dry_run_refuses_to_write_into_the_recorded_results(script, out):
+    done = run_script(script, "--dry-run", "--out", str(out))
+    assert done.returncode == 2  # argparse's usage error, before anything runs
+    assert "--dry-run never writes into the recorded results" in done.stderr
+    assert f"Received: --out {out}" in done.stderr
+    assert not (RESULTS / "dry-run").exists()
