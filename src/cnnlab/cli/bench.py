@@ -6,14 +6,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from cnnlab.bench.ceilings import measure_ceilings, write_ceilings
 from cnnlab.bench.crossover import CrossoverConfig, run_crossover
 from cnnlab.bench.crossover_plot import default_out_dir, write_crossover
 from cnnlab.bench.crossover_result import CrossoverPoint, CrossoverResult
 from cnnlab.bench.datasheet import compare_to_datasheet
-from cnnlab.cli.common import err, out, print_json, user_errors
+from cnnlab.cli.common import WholeTable, err, out, print_json, user_errors
 from cnnlab.runtime.contention import busy_note
 
 bench_app = typer.Typer(
@@ -34,15 +33,12 @@ def parse_ints(text: str | None, argument: str) -> tuple[int, ...] | None:
         ) from None
 
 
-def _table(title: str, headers: list[str], rows: list[tuple[list[str], bool]]) -> Table:
+def _table(title: str, headers: list[str], rows: list[tuple[list[str], bool]]) -> WholeTable:
     """A table whose columns never wrap (wider than the terminal if need be): the first column
     left-aligned, the others right; each row is (cells, whether a section ends after it)."""
-    table = Table(title=title, title_justify="left")
+    table = WholeTable(title=title, title_justify="left")
     for i, header in enumerate(headers):
-        width = max(len(header), *(len(cells[i]) for cells, _ in rows)) if rows else len(header)
-        table.add_column(
-            header, justify="left" if i == 0 else "right", no_wrap=True, min_width=width
-        )
+        table.add_column(header, justify="left" if i == 0 else "right", no_wrap=True)
     for cells, end_section in rows:
         table.add_row(*cells, end_section=end_section)
     return table
@@ -215,7 +211,7 @@ def _print_point(point: CrossoverPoint) -> None:
     err.print(f"{point.device} batch {point.batch_size}{where}: {point.describe_seconds()}")
 
 
-def crossover_table(result: CrossoverResult) -> Table:
+def crossover_table(result: CrossoverResult) -> WholeTable:
     """One row per (batch size, width), or per batch size for a zoo model; a column per device."""
     accelerators = [d for d in result.devices if d != "cpu"]
     by_width = result.config.model is None

@@ -1,36 +1,153 @@
-"""What every command shares: consoles, error handling, JSON output, argument parsing."""
+"""What every command shares: consoles, error handling, JSON output, argument parsing, tables."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
-from collections.abc import Callable
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from cnnlab.ops import format_number
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+USAGE_EXIT = 2  # bad input (and an output that cannot be written), as click's usage errors
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+UNLIMITED_WIDTH = 1 << 16  # for measuring a table's natural widths
 
-def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the library's input errors into one line on stderr and exit status 2."""
+# atomic_write's temporary names, ".NAME.PID.HEX.tmp" or mkstemp's ".NAME.RANDOM.tmp": an error
+# names the file the user asked for, not the temporary one.
+_TEMPORARY = re.compile(r"^\.(?P<name>.+?)\.(?:\d+\.)?\w{8,32}\.tmp$")
 
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (ValueError, FileNotFoundError) as error:
-            err.print(f"[bold red]error:[/] {error}", markup=True)
-            raise typer.Exit(2) from None
 
-    return wrapper
+def user_errors(
+    command: Callable[..., Any] | None = None, *, flags: Mapping[str, str] | None = None
+) -> Any:
+    """Turn the library's input errors into one line on stderr and exit status 2.
+
+    ``ValueError``, ``FileNotFoundError`` and other ``OSError``s (a read-only folder, a full
+    disk) print one line; Ctrl-C prints one line and exits 130. ``flags`` maps the library's
+    parameter names to the command's options (``{"db_url": "--db"}``): the library names its
+    Python arguments (``Received: db_url='x'``), the user reads the flag they typed.
+    """
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return function(*args, **kwargs)
+            except ValueError as error:
+                print_error(name_flags(str(error), flags or {}))
+            except OSError as error:
+                print_error(name_flags(describe_os_error(error), flags or {}))
+            except KeyboardInterrupt:
+                err.print(Text("interrupted (Ctrl-C)"))
+                raise typer.Exit(INTERRUPTED_EXIT) from None
+            raise typer.Exit(USAGE_EXIT)
+
+        return wrapper
+
+    return decorate if command is None else decorate(command)
+
+
+def print_error(message: str) -> None:
+    """``error: message`` on stderr as one line; the message is printed literally (no markup)."""
+    err.print(Text.assemble(("error:", "bold red"), " ", " ".join(message.split())))
+
+
+def name_flags(message: str, flags: Mapping[str, str]) -> str:
+    """``"out must be a folder. Received: out='x'"`` as ``"--out must be ... --out='x'"``."""
+    for name, flag in flags.items():
+        message = re.sub(rf"(?<![\w.\-]){re.escape(name)}(?==\S)", flag, message)
+        message = re.sub(rf"^{re.escape(name)}(?= )", flag, message)
+    return message
+
+
+def describe_os_error(error: OSError) -> str:
+    """``"cannot use PATH: No space left on device"``, naming the file meant, not a temp file."""
+    if error.filename is None:
+        return str(error)
+    path = Path(os.fsdecode(error.filename))
+    temporary = _TEMPORARY.match(path.name)
+    if temporary:
+        path = path.with_name(temporary["name"])
+    reason = error.strerror or type(error).__name__
+    if isinstance(error, FileNotFoundError):
+        return f"No such file or folder: {path}"
+    return f"cannot use {path}: {reason}"
+
+
+@contextlib.contextmanager
+def output_errors(flag: str, path: str | os.PathLike[str]) -> Iterator[None]:
+    """An ``OSError`` while writing ``path`` (a read-only folder, a full disk, a file where a
+    folder should be) as a ``ValueError`` naming the flag, the path and what was expected."""
+    try:
+        yield
+    except OSError as error:
+        if not _concerns(error, Path(path)):
+            raise
+        reason = error.strerror or str(error) or type(error).__name__
+        raise ValueError(
+            f"cannot write {path} ({reason}): {flag} expects a place where files can be "
+            f"written (a writable folder, with free space). Received: {flag} {path}"
+        ) from None
+
+
+def _concerns(error: OSError, path: Path) -> bool:
+    """Whether ``error`` is about ``path``: the path, a file in it or next to it, or a parent
+    folder on the way to it (or it names no file: a write that failed, as on a full disk)."""
+    if error.filename is None:
+        return True
+    where = Path(os.fsdecode(error.filename)).absolute()
+    target = path.absolute()
+    return (
+        where == target
+        or where in target.parents
+        or target in where.parents
+        or where.parent == target.parent
+    )
+
+
+class WholeTable(Table):
+    """A table that never cuts a ``no_wrap`` cell and never squeezes a column to nothing.
+
+    Give numbers, names and paths ``no_wrap=True``: they are printed whole. On a narrow terminal,
+    or in a pipe (where rich assumes 80 columns), only the other columns fold, at their spaces;
+    a table whose whole cells do not fit is printed wider than the terminal (which then wraps the
+    line) rather than cut inside a number or a path.
+    """
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for column in self.columns:
+            if column.no_wrap:
+                widths = [_cell_width(cell) for cell in (column.header, *column.cells)]
+                column.min_width = max([column.min_width or 0, *widths])
+        unlimited = options.update_width(UNLIMITED_WIDTH)
+        needed = Measurement.get(console, unlimited, self).minimum
+        return super().__rich_console__(
+            console, options.update_width(max(options.max_width, needed))
+        )
+
+
+def _cell_width(cell: Any) -> int:
+    """The widest line of a cell (markup as rendered); 0 for other renderables."""
+    text = Text.from_markup(cell) if isinstance(cell, str) else cell
+    if not isinstance(text, Text):
+        return 0
+    return max(line.cell_len for line in text.split(allow_blank=True))
 
 
 def print_json(data: Any) -> None:
@@ -79,11 +196,13 @@ def matrix_table(
     matrix: np.ndarray,
     title: str | None = None,
     highlight: tuple[int, int, int, int] | None = None,
-) -> Table:
+) -> WholeTable:
     """A 2D array as a right-aligned grid; ``highlight`` = (row, col, height, width) to mark."""
-    table = Table(title=title, show_header=False, box=None, padding=(0, 1), title_justify="left")
+    table = WholeTable(
+        title=title, show_header=False, box=None, padding=(0, 1), title_justify="left"
+    )
     for _ in range(matrix.shape[1]):
-        table.add_column(justify="right")
+        table.add_column(justify="right", no_wrap=True)
     for r, row in enumerate(matrix):
         cells = [format_number(v) if np.isfinite(v) else "." for v in row]
         if highlight is not None:

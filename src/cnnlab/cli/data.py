@@ -7,9 +7,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from cnnlab.cli.common import out, print_json, user_errors
+from cnnlab.cli.common import WholeTable, out, output_errors, print_json, user_errors
 from cnnlab.data import fetch_dataset, get_entry, load_dataset, locate_datasets, save_sample_grid
 from cnnlab.data.download import terminal_progress
 
@@ -74,17 +73,13 @@ def dataset_rows(data_dir: Path | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def datasets_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="cnnlab datasets", title_justify="left")
-    for header, justify in (
-        ("dataset", "left"),
-        ("image", "right"),
-        ("train", "right"),
-        ("test", "right"),
-        ("classes", "right"),
-        ("where", "left"),
-    ):
-        table.add_column(header, justify=justify, overflow="fold")
+def datasets_table(rows: list[dict[str, Any]]) -> WholeTable:
+    """One row per dataset; names, counts and paths are never cut (in a pipe either)."""
+    table = WholeTable(title="cnnlab datasets", title_justify="left")
+    table.add_column("dataset", no_wrap=True)
+    for header in ("image", "train", "test", "classes"):
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("where", no_wrap=True)
     for row in rows:
         c, h, w = row["image_shape"]
         where = (
@@ -102,7 +97,7 @@ def datasets_table(rows: list[dict[str, Any]]) -> Table:
 
 
 @data_app.command("info")
-@user_errors
+@user_errors(flags={"path": "--grid", "per_class": "--per-class", "data_dir": "--data-dir"})
 def info_command(
     name: Annotated[str, typer.Argument(help="A dataset from `cnnlab data list`, or folder:PATH.")],
     data_dir: DataDirOption = None,
@@ -118,7 +113,8 @@ def info_command(
         dataset = load_dataset(name, data_dir=data_dir, progress=progress)
     info = dataset.describe()
     if grid is not None:
-        info["grid"] = str(save_sample_grid(dataset, grid, per_class=per_class))
+        with output_errors("--grid", grid):
+            info["grid"] = str(save_sample_grid(dataset, grid, per_class=per_class))
     if json_output:
         print_json(info)
         return
@@ -131,10 +127,11 @@ def info_command(
     out.print(f"  test     {info['test_count']:,}")
     out.print(f"  mean     {mean}   std {std}   (0..1 units, per channel, training images)")
     out.print(f"  flip ok  {'yes' if info['flip_ok'] else 'no'} (horizontal flip as augmentation)")
-    table = Table(title=f"{len(info['classes'])} classes", title_justify="left")
-    for header, justify in (("label", "right"), ("name", "left"), ("train", "right")):
-        table.add_column(header, justify=justify)
-    table.add_column("test", justify="right")
+    table = WholeTable(title=f"{len(info['classes'])} classes", title_justify="left")
+    table.add_column("label", justify="right", no_wrap=True)
+    table.add_column("name", overflow="fold")
+    table.add_column("train", justify="right", no_wrap=True)
+    table.add_column("test", justify="right", no_wrap=True)
     for label, class_name in enumerate(info["classes"]):
         table.add_row(
             str(label),

@@ -10,8 +10,16 @@ import numpy as np
 import typer
 from rich.columns import Columns
 from rich.console import Group
+from rich.markup import escape
 
-from cnnlab.cli.common import matrix_table, out, parse_cell, print_json, user_errors
+from cnnlab.cli.common import (
+    matrix_table,
+    out,
+    output_errors,
+    parse_cell,
+    print_json,
+    user_errors,
+)
 from cnnlab.ops import (
     KERNEL_DESCRIPTIONS,
     KERNELS,
@@ -98,8 +106,13 @@ def conv_request(
     return request, chosen
 
 
+# The library names its Python arguments; where a name differs from the option, the error
+# names the option the user typed (the others, like stride=0, read the same either way).
+EXPLAIN_FLAGS = {"path": "--out"}
+
+
 @explain_app.command("conv")
-@user_errors
+@user_errors(flags=EXPLAIN_FLAGS)
 def explain_conv_command(
     example: Annotated[
         ConvExampleName, typer.Option(help="The slide example: 2d (one channel) or rgb (3D).")
@@ -148,13 +161,14 @@ def explain_conv_command(
     figure = None
     if out_png is not None:
         image = request.x.mean(axis=0)  # (H, W): a multi-channel input is shown as its mean
-        figure = feature_maps_figure(
-            image,
-            chosen or {"kernel": request.w[0, 0]},
-            out_png,
-            padding=request.padding,
-            stride=request.stride,
-        )
+        with output_errors("--out", out_png):
+            figure = feature_maps_figure(
+                image,
+                chosen or {"kernel": request.w[0, 0]},
+                out_png,
+                padding=request.padding,
+                stride=request.stride,
+            )
     if json_output:
         print_json(
             {
@@ -167,7 +181,10 @@ def explain_conv_command(
         return
     render_conv(request, list(chosen), traces, all_terms)
     if figure is not None:
-        out.print(f"\nWrote {figure}: the input and {len(traces)} feature map(s) side by side.")
+        out.print(
+            f"\nWrote {figure}: the input and {len(traces)} feature map(s) side by side.",
+            markup=False,
+        )
 
 
 def render_conv(
@@ -175,7 +192,7 @@ def render_conv(
 ) -> None:
     x = request.x
     channels, height, width = x.shape
-    out.print(f"[bold]{request.title}[/]")
+    out.print(f"[bold]{escape(request.title)}[/]")
     out.print(
         f"input {channels}x{height}x{width}, zero padding {request.padding}, "
         f"stride {request.stride}, {len(traces)} kernel(s)"
@@ -201,7 +218,7 @@ def render_conv(
             panels = []
     for trace, name in zip(traces, names or [None] * len(traces), strict=True):
         label = f" with kernel {name!r}" if name and len(traces) > 1 else ""
-        out.print(f"\n[bold]output cell ({row}, {col}){label}[/]")
+        out.print(f"\n[bold]output cell ({row}, {col}){escape(label)}[/]")
         for line in trace.equation(all_terms).splitlines():
             out.print(f"  {line}")
         output = trace.output
@@ -213,11 +230,11 @@ def render_conv(
                 f"max {output.max():g} (use --out maps.png to see it, --json for the numbers)"
             )
     if request.note:
-        out.print(f"\n[dim]note: {request.note}[/]")
+        out.print(f"\n[dim]note: {escape(request.note)}[/]")
 
 
 @explain_app.command("pool")
-@user_errors
+@user_errors(flags=EXPLAIN_FLAGS)
 def explain_pool_command(
     mode: Annotated[PoolModeName, typer.Option(help="max or avg pooling.")] = PoolModeName.max,
     input_file: Annotated[
@@ -248,7 +265,7 @@ def explain_pool_command(
 
 
 def render_pool(trace: PoolTrace, title: str, note: str) -> None:
-    out.print(f"[bold]{title}[/]")
+    out.print(f"[bold]{escape(title)}[/]")
     size_h, size_w = trace.size
     out.print(f"{trace.mode} pooling, {size_h}x{size_w} pool, stride {trace.stride[0]}")
     row, col = trace.at
@@ -263,7 +280,7 @@ def render_pool(trace: PoolTrace, title: str, note: str) -> None:
     out.print(Columns(panels, padding=(0, 4)))
     out.print(Group(f"\n[bold]output cell ({row}, {col})[/]", f"  {trace.equation()}"))
     if note:
-        out.print(f"\n[dim]note: {note}[/]")
+        out.print(f"\n[dim]note: {escape(note)}[/]")
 
 
 def kernel_presets() -> dict[str, dict[str, Any]]:

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 import typer
 from rich import box
 from rich.markup import escape
-from rich.table import Table
 
 from cnnlab.bench.catalog import (
     PACKAGED,
@@ -19,7 +18,8 @@ from cnnlab.bench.catalog import (
     plot_catalog,
 )
 from cnnlab.bench.machine import ARM_FEATURES, X86_FEATURES, GpuInfo, MachineReport, machine_report
-from cnnlab.cli.common import out, print_json, user_errors
+from cnnlab.cli.common import WholeTable, out, output_errors, print_json, user_errors
+from cnnlab.runtime.files import default_output_dir
 
 hw_app = typer.Typer(
     name="hw",
@@ -59,16 +59,20 @@ def catalog_command(
         ),
     ] = None,
     out_dir: Annotated[
-        Path,
-        typer.Option("--out", help=f"Folder for {CATALOG_PNG} (default: the current folder)."),
-    ] = Path("."),
+        Path | None,
+        typer.Option(
+            "--out", help=f"Folder for {CATALOG_PNG} (default runs/hw-catalog-YYYYmmdd-HHMMSS)."
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """The device catalogue: datasheet peaks, bandwidth, TDP, price, GFLOPS/W and GFLOPS/$."""
-    if out_dir.exists() and not out_dir.is_dir():
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out must be a folder for {CATALOG_PNG}. Received: --out {out_dir}")
     devices = load_catalog(catalog)
-    png = plot_catalog(devices, out_dir / CATALOG_PNG)
+    folder = default_output_dir("hw-catalog") if out_dir is None else out_dir
+    with output_errors("--out", folder):
+        png = plot_catalog(devices, folder / CATALOG_PNG)
     if json_output:
         print_json(
             {
@@ -88,9 +92,9 @@ def catalog_command(
     out.print(f"Wrote {escape(str(png))}: FLOP/s per watt and per dollar over the years.")
 
 
-def catalog_table(devices: tuple[DeviceSpec, ...]) -> Table:
+def catalog_table(devices: tuple[DeviceSpec, ...]) -> WholeTable:
     """One row per device; numbers never wrap, the device name does on narrow terminals."""
-    table = Table(
+    table = WholeTable(
         title="Devices for machine learning (datasheet figures)",
         title_justify="left",
         box=box.SIMPLE_HEAD,
@@ -127,7 +131,7 @@ CATALOG_LEGEND = (
 )
 
 
-def machine_tables(report: MachineReport) -> list[Table]:
+def machine_tables(report: MachineReport) -> list[WholeTable]:
     """The report as rich tables: CPU, its SIMD features, the PyTorch build, the GPUs."""
     cpu, build = report.cpu, report.torch
     machine = _grid("This machine")
@@ -152,9 +156,12 @@ def machine_tables(report: MachineReport) -> list[Table]:
         machine.add_row("GPU", escape(report.gpu_note))
     tables = [machine]
     if cpu.simd:
-        simd = Table(title="SIMD features (from /proc/cpuinfo)", title_justify="left", box=None)
-        for header in ("feature", "here", "what it brings"):
-            simd.add_column(header)
+        simd = WholeTable(
+            title="SIMD features (from /proc/cpuinfo)", title_justify="left", box=None
+        )
+        simd.add_column("feature", no_wrap=True)
+        simd.add_column("here", no_wrap=True)
+        simd.add_column("what it brings")
         for name, present in cpu.simd:
             here = "[green]yes[/]" if present else "[dim]no[/]"
             simd.add_row(name, here, FEATURE_NOTES.get(name, ""))
@@ -163,7 +170,7 @@ def machine_tables(report: MachineReport) -> list[Table]:
     return tables
 
 
-def gpu_table(gpu: GpuInfo) -> Table:
+def gpu_table(gpu: GpuInfo) -> WholeTable:
     major, minor = gpu.compute_capability
     table = _grid(f"GPU {gpu.index}: {escape(gpu.name)}")
     table.add_row(
@@ -188,9 +195,9 @@ def gpu_table(gpu: GpuInfo) -> Table:
     return table
 
 
-def _grid(title: str) -> Table:
-    table = Table(title=title, title_justify="left", show_header=False, box=None)
-    table.add_column(style="bold")
+def _grid(title: str) -> WholeTable:
+    table = WholeTable(title=title, title_justify="left", show_header=False, box=None)
+    table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     return table
 

@@ -10,10 +10,9 @@ import numpy as np
 import torch
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 import cnnlab.train.predict as prediction
-from cnnlab.cli.common import err, out, print_json, user_errors
+from cnnlab.cli.common import WholeTable, err, out, print_json, user_errors
 from cnnlab.data import load_dataset
 from cnnlab.data.device import InputAdapter
 from cnnlab.train.evaluate import evaluate_model
@@ -157,9 +156,10 @@ def _print_report(report: dict[str, Any], adapter: InputAdapter) -> None:
         markup=False,
     )
     out.print(f"input: {adapter.description}", markup=False)
-    table = Table(title="per-class accuracy", title_justify="left")
-    for header in ("class", "images", "correct", "accuracy"):
-        table.add_column(header, justify="left" if header == "class" else "right")
+    table = WholeTable(title="per-class accuracy", title_justify="left")
+    table.add_column("class")
+    for header in ("images", "correct", "accuracy"):
+        table.add_column(header, justify="right", no_wrap=True)
     for row in report["per_class"]:
         accuracy = "-" if row["accuracy"] is None else f"{100 * row['accuracy']:.2f}%"
         table.add_row(escape(row["class"]), f"{row['samples']:,}", f"{row['correct']:,}", accuracy)
@@ -173,14 +173,14 @@ def _print_report(report: dict[str, Any], adapter: InputAdapter) -> None:
         out.print(f"predictions written to {report['predictions_file']}", markup=False)
 
 
-def _confusion_table(classes: list[str], confusion: np.ndarray) -> Table:
+def _confusion_table(classes: list[str], confusion: np.ndarray) -> WholeTable:
     """Rows are the true classes, columns the predicted ones (numbered as the rows)."""
-    table = Table(
+    table = WholeTable(
         title="confusion matrix (rows: true class, columns: predicted)", title_justify="left"
     )
     table.add_column("true \\ predicted", justify="left")
     for i in range(len(classes)):
-        table.add_column(str(i), justify="right")
+        table.add_column(str(i), justify="right", no_wrap=True)
     for i, (name, row) in enumerate(zip(classes, confusion, strict=True)):
         cells = [
             f"[bold]{v:,}[/]" if j == i else (f"{v:,}" if v else ".") for j, v in enumerate(row)

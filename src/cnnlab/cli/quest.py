@@ -11,9 +11,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from cnnlab.cli.common import err, out, print_json, user_errors
+from cnnlab.cli.common import WholeTable, err, out, print_json, user_errors
 
 quest_app = typer.Typer(
     name="quest",
@@ -177,12 +176,13 @@ def leaderboard_command(
     out.print(leaderboard_table(entries))
 
 
-def leaderboard_table(entries: list[dict[str, Any]]) -> Table:
+def leaderboard_table(entries: list[dict[str, Any]]) -> WholeTable:
     revealed = bool(entries) and "private_score" in entries[0]
     title = "quest leaderboard (private scores)" if revealed else "quest leaderboard"
-    table = Table(title=title, title_justify="left")
+    table = WholeTable(title=title, title_justify="left")
     for header in ("#", "team", "score", "model", "train time (s)", "submissions", "submitted"):
-        table.add_column(header, justify="left" if header in ("team", "model") else "right")
+        prose = header in ("team", "model")  # names the teams chose: they may fold
+        table.add_column(header, justify="left" if prose else "right", no_wrap=not prose)
     for entry in entries:
         table.add_row(
             str(entry["rank"]),

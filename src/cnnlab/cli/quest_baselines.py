@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from cnnlab.cli.common import err, out, print_json, user_errors
+from cnnlab.cli.common import WholeTable, err, out, print_json, user_errors
 from cnnlab.quest.baselines import (
     DEFAULT_MODELS,
     SLIDE_BEST,
@@ -18,13 +17,13 @@ from cnnlab.quest.baselines import (
 )
 
 
-def leaderboard_table(result: BaselinesResult) -> Table:
+def leaderboard_table(result: BaselinesResult) -> WholeTable:
     """The board, best first: accuracy, training and prediction seconds, parameters.
 
     The notes are long (what a CNN was trained on, convergence): :func:`board_notes`.
     """
     data = result.data
-    table = Table(
+    table = WholeTable(
         title=(
             f"baselines on {data['name']}: {data['train_count']:,} training and "
             f"{data['test_count']:,} test images"

@@ -6,9 +6,8 @@ from enum import Enum
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from cnnlab.cli.common import out, parse_shape, print_json, user_errors
+from cnnlab.cli.common import WholeTable, out, parse_shape, print_json, user_errors
 from cnnlab.models import get_model_spec, list_models
 from cnnlab.summary import format_darknet, format_keras, human_count, summarize
 
@@ -51,7 +50,7 @@ def model_zoo(pattern: str | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def zoo_table(rows: list[dict[str, Any]]) -> Table:
+def zoo_table(rows: list[dict[str, Any]]) -> WholeTable:
     """One line per model; only the description is shortened when the terminal is narrow."""
     cells = [
         (
@@ -64,11 +63,13 @@ def zoo_table(rows: list[dict[str, Any]]) -> Table:
         )
         for row in rows
     ]
-    table = Table(title="cnnlab model zoo", title_justify="left")
+    table = WholeTable(title="cnnlab model zoo", title_justify="left")
     headers = ("model", "input", "classes", "params", "FLOPs")
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
     for i, (header, width) in enumerate(zip(headers, widths, strict=True)):
-        table.add_column(header, justify="left" if i == 0 else "right", min_width=width)
+        table.add_column(
+            header, justify="left" if i == 0 else "right", no_wrap=True, min_width=width
+        )
     # Each column costs its width plus 3 characters of border and padding.
     room = max(16, out.width - sum(widths) - 3 * (len(widths) + 1) - 1)
     table.add_column("what", no_wrap=True, overflow="ellipsis", max_width=room)

@@ -29,14 +29,21 @@ def save_sample_grid(
     """Write a PNG of the first ``per_class`` images of each class of ``split``, class names as
     row labels; written to a temporary file in the same folder, then renamed into place."""
     if not isinstance(per_class, int) or not 1 <= per_class <= 64:
-        raise ValueError(f"per_class must be an integer in 1..64. Received: {per_class!r}")
+        raise ValueError(
+            f"per_class must be an integer in 1..64. Received: per_class={per_class!r}"
+        )
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test'. Received: split={split!r}")
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise ValueError(f"the grid is a PNG: expected a path ending in .png. Received: {path}")
+        raise ValueError(
+            f"the grid is a PNG: expected a path ending in .png. Received: path={str(path)!r}"
+        )
     if not path.parent.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: the folder {path.parent} does not exist")
+        raise FileNotFoundError(
+            f"cannot write {path}: the folder {path.parent} does not exist. "
+            f"Received: path={str(path)!r}"
+        )
     images = getattr(dataset, f"{split}_images").numpy()
     labels = getattr(dataset, f"{split}_labels").numpy()
     from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -6,8 +6,6 @@ atomically, so a failed or interrupted run never leaves a half-written PNG behin
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from numpy.typing import ArrayLike
 
 from cnnlab.ops.conv import IntPair, as_float_array, conv2d
 from cnnlab.ops.explain import format_number
+from cnnlab.runtime.figures import save_png
 
 PANEL_WIDTH_IN = 3.2  # inches per panel; the figure grows with the number of kernels
 TEXT_HEIGHT_IN = 1.4  # titles above and captions below the images
@@ -58,15 +57,7 @@ def feature_maps_figure(
         maps.append((name, k, conv2d(img[None], k[None, None], None, stride, padding)[0]))
 
     figure = _draw(img, maps, f"conv padding {padding!r}, stride {stride!r}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temp, "xb") as f:
-            figure.savefig(f, format="png", dpi=DPI)
-        os.replace(temp, out)
-    finally:
-        temp.unlink(missing_ok=True)
-    return out
+    return save_png(figure, out, dpi=DPI)  # temp file, fsync, rename: never half a PNG
 
 
 def _draw(image: np.ndarray, maps: list[tuple[str, np.ndarray, np.ndarray]], settings: str):

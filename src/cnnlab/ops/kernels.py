@@ -124,7 +124,13 @@ def load_input(path: str | Path) -> np.ndarray:
             f"input could not be read ({error}). Accepted formats: {INPUT_FORMATS}. "
             f"Received: input={str(p)!r}"
         ) from None
-    if array.ndim not in (2, 3) or array.size == 0 or (suffix != ".npy" and array.ndim != 2):
+    if array.size == 0:
+        raise ValueError(
+            "input holds no numbers (an empty file?): expected a non-empty 2D array (or 3D, "
+            f"channels first, in .npy). Accepted formats: {INPUT_FORMATS}. "
+            f"Received: input={str(p)!r}"
+        )
+    if array.ndim not in (2, 3) or (suffix != ".npy" and array.ndim != 2):
         raise ValueError(
             f"input must hold a non-empty 2D array (or 3D, channels first, in .npy), got shape "
             f"{array.shape}. Accepted formats: {INPUT_FORMATS}. Received: input={str(p)!r}"

@@ -1,0 +1,158 @@
+"""What a new user meets: bad input, unwritable outputs, Ctrl-C, markup in values, pipes.
+
+Every failure is one line on stderr that names the option and the value, exit status 2 (130
+for Ctrl-C), no traceback, and nothing half-written.
+"""
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import cnnlab.runtime.files
+from cnnlab.cli import app
+from cnnlab.cli.common import out
+
+runner = CliRunner()
+
+
+def fails(*args: str | os.PathLike[str], code: int = 2) -> str:
+    """Run ``cnnlab ARGS``, check the exit status and one clean line on stderr; return it."""
+    result = runner.invoke(app, [str(arg) for arg in args])
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def succeeds(*args: str | os.PathLike[str]) -> str:
+    result = runner.invoke(app, [str(arg) for arg in args])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """Every atomic write fails as on a full disk (ENOSPC at fsync, after the data)."""
+
+    def no_space(descriptor: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(cnnlab.runtime.files.os, "fsync", no_space)
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.rglob("*"))
+
+
+# -- rich markup in user values is printed literally ------------------------------------------
+
+
+def test_markup_in_an_error_message_is_printed_literally():
+    line = fails("summary", "[/oops]")
+    assert "'[/oops]'" in line
+
+
+def test_markup_in_a_missing_input_file_name_is_echoed(tmp_path):
+    missing = tmp_path / "[bold]x[/bold].png"
+    line = fails("explain", "conv", "--input", missing)
+    assert str(missing) in line
+
+
+def test_markup_in_an_input_file_name_is_printed_literally(tmp_path):
+    matrix = tmp_path / "[red]m.csv"
+    matrix.write_text("1,2,3\n4,5,6\n7,8,9\n")
+    text = succeeds("explain", "conv", "--input", matrix)
+    assert f"convolution of {matrix}" in text
+    text = succeeds("explain", "pool", "--input", matrix, "--size", "2", "--stride", "1")
+    assert str(matrix) in text
+
+
+# -- inputs that are not what they claim to be -------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["conv", "pool"])
+def test_an_empty_csv_input_names_the_option_and_says_empty(tmp_path, command):
+    empty = tmp_path / "x.csv"
+    empty.write_bytes(b"")
+    line = fails("explain", command, "--input", empty)
+    assert line.startswith("error: input holds no numbers (an empty file?)")
+    assert f"Received: input='{empty}'" in line
+
+
+def test_a_text_file_named_png_as_input(tmp_path):
+    fake = tmp_path / "fake.png"
+    fake.write_text("not a picture")
+    line = fails("explain", "conv", "--input", fake)
+    assert line.startswith("error: input could not be read") and f"input='{fake}'" in line
+
+
+# -- outputs that cannot be written ------------------------------------------------------------
+
+
+def test_explain_out_under_a_file_is_one_line(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    target = blocker / "maps.png"
+    line = fails("explain", "conv", "--out", target)
+    assert f"Received: --out {target}" in line and "cannot write" in line
+
+
+def test_explain_out_on_a_full_disk_leaves_nothing(tmp_path, full_disk):
+    target = tmp_path / "maps.png"
+    line = fails("explain", "conv", "--out", target)
+    assert "No space left on device" in line and f"Received: --out {target}" in line
+    assert leftovers(tmp_path) == []
+
+
+def test_data_info_grid_on_a_full_disk_leaves_nothing(tmp_path, monkeypatch):
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("cnnlab.data.grid.os.replace", no_space)
+    target = tmp_path / "grid.png"
+    line = fails("data", "info", "digits", "--grid", target)
+    assert "No space left on device" in line and f"Received: --grid {target}" in line
+    assert leftovers(tmp_path) == []
+
+
+def test_data_info_grid_errors_name_the_options(tmp_path):
+    assert "Received: --grid=" in fails("data", "info", "digits", "--grid", tmp_path / "g.jpg")
+    line = fails("data", "info", "digits", "--grid", tmp_path / "g.png", "--per-class", "0")
+    assert "Received: --per-class=0" in line
+
+
+def test_hw_catalog_writes_under_runs_by_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text = succeeds("hw", "catalog")
+    written = list(tmp_path.glob("runs/hw-catalog-*/catalog.png"))
+    assert len(written) == 1 and not (tmp_path / "catalog.png").exists()
+    assert str(written[0].relative_to(tmp_path)) in text
+
+
+def test_hw_catalog_on_a_full_disk(tmp_path, full_disk):
+    line = fails("hw", "catalog", "--out", tmp_path / "cat")
+    assert "No space left on device" in line and f"--out {tmp_path / 'cat'}" in line
+    assert leftovers(tmp_path / "cat") == []
+
+
+# -- tables in a pipe or on a narrow terminal keep numbers, names and paths whole --------------
+
+
+@pytest.mark.parametrize("width", [80, 40])
+def test_data_list_keeps_paths_and_numbers_whole(monkeypatch, width):
+    monkeypatch.setattr(out, "_width", width)  # what rich assumes in a pipe (80), a narrow one
+    text = succeeds("data", "list")
+    lines = text.splitlines()
+    digits = next(line for line in lines if "digits" in line)
+    assert "1,437" in digits and "8x8x1" in digits
+    import sklearn.datasets
+
+    bundled = str(Path(sklearn.datasets.__file__).parent / "data")
+    assert any(bundled in line for line in lines), text
+    if Path("/usr/share/datasets/fashion-mnist").is_dir():
+        row = next(line for line in lines if "fashion-mnist" in line)
+        assert "/usr/share/datasets/fashion-mnist" in row and "60,000" in row
