@@ -22,6 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.callable_module import make_callable
 from cnnlab.models import create_model
+from cnnlab.runtime.formatting import format_si as human_count
 
 
 class LayerKind(str, enum.Enum):
@@ -393,14 +394,6 @@ def format_keras(result: ModelSummary) -> str:
         f"activations per sample: {result.activation_bytes / 2**20:.2f} MiB",
     ]
     return "\n".join(lines)
-
-
-def human_count(value: float) -> str:
-    """1549312 -> "1.55 M": a count with an SI prefix, for FLOPs and parameters."""
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.2f} {unit}"
-    return f"{value:g} "
 
 
 def _hwc(shape: tuple[int, ...]) -> str:

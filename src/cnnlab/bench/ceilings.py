@@ -38,6 +38,7 @@ from cnnlab.runtime.devices import (
     tf32_enabled,
 )
 from cnnlab.runtime.files import write_json
+from cnnlab.runtime.validate import check_positive_int
 
 CEILINGS_FORMAT = "cnnlab-ceilings"
 MIB = 1 << 20
@@ -316,12 +317,12 @@ def measure_ceilings(
             f"Received: dtypes={list(chosen)!r}"
         )
     size = default_matmul_size(resolved) if size is None else size
-    _check_positive("size", size)
-    _check_positive("repeats", repeats)
+    check_positive_int("size", size)
+    check_positive_int("repeats", repeats)
     if not isinstance(budget_seconds, (int, float)) or not budget_seconds > 0:
         raise ValueError(f"budget_seconds must be > 0. Received: budget_seconds={budget_seconds!r}")
     buffer_bytes = default_buffer_bytes(resolved) if buffer_bytes is None else buffer_bytes
-    _check_positive("buffer_bytes", buffer_bytes)
+    check_positive_int("buffer_bytes", buffer_bytes)
     start, counters = time.perf_counter(), CpuCounters.read()
     matmul = {
         name: measure_matmul(
@@ -354,11 +355,6 @@ def measure_ceilings(
             "others_cpu_share": others_cpu_share(counters, CpuCounters.read()),
         },
     )
-
-
-def _check_positive(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
 
 
 def _context(device: torch.device, repeats: int, budget: float, seed: int) -> dict[str, Any]:

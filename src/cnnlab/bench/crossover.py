@@ -39,6 +39,7 @@ from cnnlab.models.registry import get_model_spec
 from cnnlab.runtime.contention import CpuCounters, others_cpu_share
 from cnnlab.runtime.context import software_context
 from cnnlab.runtime.devices import device_name, resolve_device, synchronize, tf32_enabled
+from cnnlab.runtime.validate import check_int, distinct_positive_ints
 from cnnlab.summary import summary
 from cnnlab.train.step import TrainStep
 
@@ -80,8 +81,8 @@ class CrossoverConfig:
             ("max_exp", 0, MAX_EXP),
             ("samples", 1, None),
         ):
-            _check_int(name, getattr(self, name), low, high)
-        _check_int("warmup_steps", self.warmup_steps, 0, None)
+            check_int(name, getattr(self, name), low=low, high=high)
+        check_int("warmup_steps", self.warmup_steps, low=0)
         if self.widths is None and self.min_exp > self.max_exp:
             raise ValueError(
                 "min_exp..max_exp is an empty range: expected min_exp <= max_exp. "
@@ -94,7 +95,7 @@ class CrossoverConfig:
             )
         for name in ("widths", "batch_sizes"):
             if getattr(self, name) is not None:
-                object.__setattr__(self, name, _positive_ints(name, getattr(self, name)))
+                object.__setattr__(self, name, distinct_positive_ints(name, getattr(self, name)))
         if self.devices is not None:
             object.__setattr__(self, "devices", _device_names(self.devices))
         if self.model is not None:
@@ -124,28 +125,6 @@ class CrossoverConfig:
     def batch_sizes_or_default(self) -> tuple[int, ...]:
         default = MLP_BATCH_SIZES if self.model is None else MODEL_BATCH_SIZES
         return tuple(sorted(self.batch_sizes or default))
-
-
-def _check_int(name: str, value: Any, low: int, high: int | None) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < low
-        or (high and value > high)
-    ):
-        expected = f"from {low} to {high}" if high else f">= {low}"
-        raise ValueError(f"{name} must be an integer {expected}. Received: {name}={value!r}")
-
-
-def _positive_ints(name: str, values: Any) -> tuple[int, ...]:
-    values = tuple(values) if isinstance(values, (list, tuple)) else (values,)
-    if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
-        raise ValueError(
-            f"{name} must be positive integers (at least one). Received: {name}={values!r}"
-        )
-    if len(set(values)) != len(values):
-        raise ValueError(f"{name} must not repeat a value. Received: {name}={values!r}")
-    return tuple(sorted(values))
 
 
 def _device_names(devices: Sequence[str]) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cnnlab.bench.crossover_result import CrossoverResult
 from cnnlab.runtime.files import default_output_dir, write_json
+from cnnlab.runtime.formatting import format_tick, shorten
 
 
 def plot_crossover(result: CrossoverResult, path: str | Path) -> Path:
@@ -28,7 +29,7 @@ def plot_crossover(result: CrossoverResult, path: str | Path) -> Path:
         xs = [p.parameters if by_width else p.batch_size for p in points]
         colour = colours[batch_size if by_width else device]
         cpu = device == "cpu"
-        label = f"{device}: {_short(names.get(device, device))}"
+        label = f"{device}: {shorten(names.get(device, device))}"
         label += f", batch {batch_size}" if batch_size is not None else ""
         ax.plot(xs, [p.seconds for p in points], "-" if cpu else "--", color=colour, label=label)
         for extrapolated in (False, True):
@@ -78,7 +79,7 @@ def plot_crossover(result: CrossoverResult, path: str | Path) -> Path:
     ax.legend(loc="best", fontsize=8)
     if by_width:
         ax.set_xlabel("trainable parameters")
-        counts = FuncFormatter(lambda value, _: _count(value))
+        counts = FuncFormatter(lambda value, _: format_tick(value))
         ax.xaxis.set_major_formatter(counts)
         ax.xaxis.set_minor_formatter(counts)
         ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
@@ -102,18 +103,6 @@ def plot_crossover(result: CrossoverResult, path: str | Path) -> Path:
         title = f"{result.model}: epoch time against batch size (data: {result.data['name']})"
     ax.set_title(title, fontsize=10)
     return save_png(figure, out)
-
-
-def _count(value: float) -> str:
-    """20000 -> "20k", 3000000 -> "3M": tick labels for parameter counts."""
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if value >= scale:
-            return f"{value / scale:g}{unit}"
-    return f"{value:g}"
-
-
-def _short(name: str) -> str:
-    return name if len(name) <= 28 else name[:27] + "…"
 
 
 def default_out_dir() -> Path:

@@ -36,8 +36,8 @@ from cnnlab.bench.energy import (
 )
 from cnnlab.runtime.devices import device_name, resolve_device
 from cnnlab.runtime.files import write_json
+from cnnlab.runtime.formatting import format_si
 from cnnlab.runtime.threads import torch_threads
-from cnnlab.summary import human_count
 from cnnlab.train import TrainConfig, TrainResult, train
 
 PrintFn = Callable[[str], None]
@@ -73,7 +73,7 @@ class Quantity:
             return str(self.missing)
         value, unit = self.value, self.unit
         if unit in ("FLOP/image", "FLOP/s", "FLOP/s per USD", "FLOP/s per W"):
-            return f"{human_count(value)}{unit}"
+            return f"{format_si(value)}{unit}"
         if unit == "images/s":
             return f"{value:,.0f} {unit}"
         if unit == "%":

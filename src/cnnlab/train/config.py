@@ -14,6 +14,13 @@ from enum import Enum
 from typing import Any
 
 from cnnlab.models import get_model_spec
+from cnnlab.runtime.validate import (
+    check_bool,
+    check_choice,
+    check_number,
+    check_positive_int,
+    is_integer,
+)
 
 
 class Optimizer(str, Enum):
@@ -35,36 +42,6 @@ class Precision(str, Enum):
 
 
 _DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
-
-
-def _choice(name: str, value: Any, options: type[Enum]) -> str:
-    """The string value of an option given as a string or one of the enum's members."""
-    allowed = [option.value for option in options]
-    text = value.value if isinstance(value, options) else value
-    if text not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}. Received: {name}={value!r}")
-    return text
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _positive_int(name: str, value: Any, *, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if not _is_int(value) or value < 1:
-        expected = "a positive integer or None" if optional else "a positive integer"
-        raise ValueError(f"{name} must be {expected}. Received: {name}={value!r}")
-
-
-def _number_in(
-    name: str, value: Any, low: float, high: float, expected: str, *, open_low: bool = False
-) -> None:
-    """``low <= value < high`` (``low < value`` when ``open_low``) for a finite real number."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or not low <= value < high or (open_low and value == low):
-        raise ValueError(f"{name} must be {expected}. Received: {name}={value!r}")
 
 
 @dataclass(frozen=True)
@@ -118,29 +95,26 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a path or None. Received: {name}={value!r}")
         for name in ("optimizer", "schedule", "precision"):
             options = {"optimizer": Optimizer, "schedule": Schedule, "precision": Precision}[name]
-            object.__setattr__(self, name, _choice(name, getattr(self, name), options))
+            object.__setattr__(self, name, check_choice(name, getattr(self, name), options))
 
-        _positive_int("epochs", self.epochs)
-        _positive_int("steps", self.steps, optional=True)
-        _positive_int("batch_size", self.batch_size)
-        _positive_int("eval_batch_size", self.eval_batch_size)
-        _positive_int("patience", self.patience, optional=True)
-        _positive_int("threads", self.threads, optional=True)
-        if not _is_int(self.seed) or not 0 <= self.seed < 2**32:
+        check_positive_int("epochs", self.epochs)
+        check_positive_int("steps", self.steps, optional=True)
+        check_positive_int("batch_size", self.batch_size)
+        check_positive_int("eval_batch_size", self.eval_batch_size)
+        check_positive_int("patience", self.patience, optional=True)
+        check_positive_int("threads", self.threads, optional=True)
+        if not is_integer(self.seed) or not 0 <= self.seed < 2**32:
             raise ValueError(f"seed must be an integer in [0, 2**32). Received: seed={self.seed!r}")
-        _number_in("lr", self.lr, 0.0, math.inf, "a positive number", open_low=True)
-        _number_in("momentum", self.momentum, 0.0, 1.0, "in [0, 1)")
-        _number_in("weight_decay", self.weight_decay, 0.0, math.inf, "a number >= 0")
-        _number_in("label_smoothing", self.label_smoothing, 0.0, 1.0, "in [0, 1)")
-        _number_in("val_split", self.val_split, 0.0, 1.0, "a fraction in [0, 1)")
+        check_number("lr", self.lr, 0.0, math.inf, "a positive number", open_low=True)
+        check_number("momentum", self.momentum, 0.0, 1.0, "in [0, 1)")
+        check_number("weight_decay", self.weight_decay, 0.0, math.inf, "a number >= 0")
+        check_number("label_smoothing", self.label_smoothing, 0.0, 1.0, "in [0, 1)")
+        check_number("val_split", self.val_split, 0.0, 1.0, "a fraction in [0, 1)")
         if self.grad_clip is not None:
             expected = "a positive number or None"
-            _number_in("grad_clip", self.grad_clip, 0.0, math.inf, expected, open_low=True)
+            check_number("grad_clip", self.grad_clip, 0.0, math.inf, expected, open_low=True)
         for name in ("nesterov", "augment"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(
-                    f"{name} must be True or False. Received: {name}={getattr(self, name)!r}"
-                )
+            check_bool(name, getattr(self, name))
         if self.channels_last not in (None, True, False):
             raise ValueError(
                 "channels_last must be True, False or None (automatic). "

@@ -22,6 +22,7 @@ from torch import nn
 
 from cnnlab.models.lenet import ConnectionTableConv2d
 from cnnlab.runtime.figures import new_figure, png_path, save_png
+from cnnlab.runtime.formatting import format_grouped
 from cnnlab.summary import LayerKind, layer_kind
 
 TILE_IN = 1.15  # inches per kernel or feature-map tile
@@ -147,7 +148,7 @@ def plot_confusion(
                 continue
             text = "100%" if value == 100 else "<0.1%" if value < 0.1 else f"{value:.1f}%"
             if with_counts:
-                text += f"\n{_count(matrix[row, col])}"
+                text += f"\n{format_grouped(matrix[row, col])}"
             ax.text(
                 col,
                 row,
@@ -157,7 +158,7 @@ def plot_confusion(
                 fontsize=7 if with_counts else 6,
                 color="white" if value > 55 else "black",
             )
-    samples = _count(matrix.sum())
+    samples = format_grouped(matrix.sum())
     heading = f"accuracy {accuracy:.2f}% ({samples} samples)"
     ax.set_title(f"{title}\n{heading}" if title else heading)
     return save_png(figure, out)
@@ -374,10 +375,6 @@ def plot_features(
 
 def _number(value: Any) -> float:
     return math.nan if value is None else float(value)
-
-
-def _count(value: float) -> str:
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
 
 
 def _conv_weight(module: nn.Module) -> torch.Tensor:
