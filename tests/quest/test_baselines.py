@@ -11,14 +11,11 @@ from typer.testing import CliRunner
 
 from cnnlab.cli.quest_baselines import baselines_command
 from cnnlab.data import load_dataset
-from cnnlab.quest import baselines
-from cnnlab.quest.baselines import (
-    CLASSICAL,
-    BaselinesConfig,
-    plot_baselines,
-    run_baselines,
-    subsample,
-)
+from cnnlab.quest import classical
+from cnnlab.quest.baseline_data import subsample
+from cnnlab.quest.baselines import BaselinesConfig, run_baselines
+from cnnlab.quest.baselines_plot import plot_baselines
+from cnnlab.quest.classical import CLASSICAL
 from cnnlab.train.checkpoint import load_checkpoint
 from cnnlab.train.loop import data_fingerprint
 
@@ -123,7 +120,7 @@ def test_limit_train_subsamples_exactly_n_stratified():
 
 
 def test_limit_train_trains_the_cnn_on_the_classical_models_images(tmp_path, monkeypatch):
-    monkeypatch.setattr(baselines, "PILOT_TRAIN", 100)  # digits is too small for a pilot
+    monkeypatch.setattr(classical, "PILOT_TRAIN", 100)  # digits is too small for a pilot
     lines = []
     config = BaselinesConfig(
         "digits",
