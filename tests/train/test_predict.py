@@ -333,7 +333,8 @@ def digits_run(tmp_path_factory):
 
 def test_cli_evaluate_on_digits(tmp_path, digits_run):
     csv = tmp_path / "preds.csv"
-    result = runner.invoke(cli, ["evaluate", str(digits_run), "--write-predictions", str(csv)])
+    args = ["evaluate", str(digits_run), "--device", "cpu"]  # auto would pick a GPU if any
+    result = runner.invoke(cli, [*args, "--write-predictions", str(csv)])
     assert result.exit_code == 0, result.output
     text = result.stdout
     assert "lenet-like on digits (test, 360 images, cpu): accuracy" in text
@@ -347,7 +348,7 @@ def test_cli_evaluate_on_digits(tmp_path, digits_run):
     probabilities = load(digits_run, device="cpu").predict(dataset.test_images)
     np.testing.assert_array_equal(predicted, probabilities.argmax(dim=1).numpy())
 
-    report = json.loads(runner.invoke(cli, ["evaluate", str(digits_run), "--json"]).stdout)
+    report = json.loads(runner.invoke(cli, [*args, "--json"]).stdout)
     confusion = np.array(report["confusion"])
     assert confusion.sum() == report["samples"] == 360
     assert report["accuracy"] == pytest.approx(np.trace(confusion) / 360)
