@@ -345,24 +345,6 @@ def test_unavailable_device_is_an_error(tmp_path):
         train(digits_config(tmp_path, device="cuda"), progress=False)
 
 
-def test_precision_bf16_trains_on_the_same_loop(tmp_path):
-    result = train(digits_config(tmp_path, precision="bf16", epochs=3), progress=False)
-    assert math.isfinite(result.metrics[-1]["loss"])
-    assert result.test_accuracy > 0.3
-
-
-@pytest.mark.parametrize("channels_last", [None, True, False])
-def test_channels_last_switch(tmp_path, channels_last):
-    # The same loop either way (DESIGN principle 2); automatic means on for conv models.
-    config = digits_config(tmp_path, epochs=2, batch_size=128, channels_last=channels_last)
-    result = train(config, progress=False)
-    assert result.test_accuracy > 0.5  # chance is 0.1
-    state = load_checkpoint(result.run_dir)["state_dict"]
-    weight = state["0.weight"]  # (6, 1, 3, 3): the first conv
-    expected = torch.channels_last if channels_last in (None, True) else torch.contiguous_format
-    assert weight.is_contiguous(memory_format=expected)
-
-
 def test_channels_last_must_be_a_bool_or_none(tmp_path):
     with pytest.raises(ValueError, match=r"Received: channels_last='yes'"):
         digits_config(tmp_path, channels_last="yes")
