@@ -17,7 +17,7 @@ from cnnlab.quest.baselines import BaselinesConfig, run_baselines
 from cnnlab.quest.baselines_plot import plot_baselines
 from cnnlab.quest.classical import CLASSICAL
 from cnnlab.train.checkpoint import load_checkpoint
-from cnnlab.train.loop import data_fingerprint
+from cnnlab.train.data import data_fingerprint
 
 FEATURES, CLASSES = 64, 10  # digits: 8x8 grey images of 0..9
 

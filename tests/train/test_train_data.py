@@ -14,7 +14,7 @@ from cnnlab.data import Dataset, load_dataset
 from cnnlab.models import create_model
 from cnnlab.summary import summary
 from cnnlab.train import TrainStep, default_config, load_checkpoint, resume, train
-from cnnlab.train.loop import data_fingerprint
+from cnnlab.train.data import data_fingerprint
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import random
 import signal
@@ -46,6 +45,7 @@ from cnnlab.train.checkpoint import (
     save_checkpoint,
 )
 from cnnlab.train.config import TrainConfig
+from cnnlab.train.data import as_dataset, data_fingerprint, split_validation
 from cnnlab.train.evaluate import EvalResult, evaluate_model
 from cnnlab.train.recipes import build_optimizer, build_scheduler
 from cnnlab.train.result import TrainingDiverged, TrainingInterrupted, TrainResult
@@ -218,7 +218,7 @@ def _build(
         device, memory_format=torch.channels_last if channels_last else torch.contiguous_format
     )
 
-    train_images, train_labels, val = _split(dataset, config.val_split, config.seed)
+    train_images, train_labels, val = split_validation(dataset, config.val_split, config.seed)
     batches = DeviceBatches(
         train_images,
         train_labels,
@@ -293,34 +293,6 @@ def _stored_result(folder: Path, checkpoint: dict[str, Any]) -> TrainResult:
         ) from None
 
 
-def as_dataset(data: Any, *, name: str) -> Dataset | None:
-    """``data`` as a Dataset: a Dataset as it is, Keras-style arrays converted, None as None."""
-    if data is None or isinstance(data, Dataset):
-        return data
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        return Dataset.from_arrays(data[0], data[1], name=name)
-    if isinstance(data, (tuple, list)) and len(data) == 4:
-        return Dataset.from_arrays((data[0], data[1]), (data[2], data[3]), name=name)
-    raise ValueError(
-        "data must be a cnnlab.data.Dataset or arrays ((x_train, y_train), (x_test, y_test)). "
-        f"Received: data of type {type(data).__name__}"
-    )
-
-
-def data_fingerprint(dataset: Dataset) -> str:
-    """SHA-256 of the images and labels (train, then test): the same data, the same digest."""
-    digest = hashlib.sha256()
-    for tensor in (
-        dataset.train_images,
-        dataset.train_labels,
-        dataset.test_images,
-        dataset.test_labels,
-    ):
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 def _shape(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape))
 
@@ -335,23 +307,6 @@ def _input_adapter(
             f"{config.data} images ({_shape(data_shape)}) cannot be fed to {config.model}, which "
             f"expects {_shape(model_shape)} (C x H x W): {error}"
         ) from None
-
-
-def _split(dataset: Any, fraction: float, seed: int) -> tuple[Any, Any, Any]:
-    """Hold out ``fraction`` of the training set for validation, by a seeded permutation."""
-    images, labels = dataset.train_images, dataset.train_labels
-    if fraction == 0:
-        return images, labels, None
-    count = labels.shape[0]
-    held = round(fraction * count)
-    if not 0 < held < count:
-        raise ValueError(
-            f"val_split={fraction!r} of {count} training images leaves {held} for validation "
-            f"and {count - held} for training; both must be at least one"
-        )
-    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
-    val_index, train_index = order[:held].sort().values, order[held:].sort().values
-    return images[train_index], labels[train_index], (images[val_index], labels[val_index])
 
 
 def _save(run: RunState) -> None:
