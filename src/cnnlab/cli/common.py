@@ -72,45 +72,54 @@ def name_flags(message: str, flags: Mapping[str, str]) -> str:
     """``"out must be a folder. Received: out='x'"`` as ``"--out must be ... --out='x'"``."""
     for name, flag in flags.items():
         message = re.sub(rf"(?<![\w.\-]){re.escape(name)}(?==\S)", flag, message)
-        message = re.sub(rf"^{re.escape(name)}(?= )", flag, message)
+        message = re.sub(rf"^{re.escape(name)}(?=[ :])", flag, message)
     return message
 
 
 def describe_os_error(error: OSError) -> str:
     """``"cannot use PATH: No space left on device"``, naming the file meant, not a temp file."""
-    if error.filename is None:
+    path = _meant_path(error)
+    if path is None:
         return str(error)
-    path = Path(os.fsdecode(error.filename))
-    temporary = _TEMPORARY.match(path.name)
-    if temporary:
-        path = path.with_name(temporary["name"])
-    reason = error.strerror or type(error).__name__
     if isinstance(error, FileNotFoundError):
         return f"No such file or folder: {path}"
-    return f"cannot use {path}: {reason}"
+    return f"cannot use {path}: {error.strerror or type(error).__name__}"
+
+
+def _meant_path(error: OSError) -> Path | None:
+    """The file an error is about; for a temporary file of an atomic write, the file meant."""
+    if error.filename is None:
+        return None
+    path = Path(os.fsdecode(error.filename))
+    temporary = _TEMPORARY.match(path.name)
+    return path.with_name(temporary["name"]) if temporary else path
 
 
 @contextlib.contextmanager
-def output_errors(flag: str, path: str | os.PathLike[str]) -> Iterator[None]:
+def output_errors(flag: str, path: str | os.PathLike[str], *, given: bool = True) -> Iterator[None]:
     """An ``OSError`` while writing ``path`` (a read-only folder, a full disk, a file where a
-    folder should be) as a ``ValueError`` naming the flag, the path and what was expected."""
+    folder should be) as a ``ValueError`` naming the flag, the path and what was expected.
+
+    ``given=False``: ``path`` is the default, the user did not type ``flag``.
+    """
     try:
         yield
     except OSError as error:
         if not _concerns(error, Path(path)):
             raise
         reason = error.strerror or str(error) or type(error).__name__
+        received = f"Received: {flag} {path}" if given else f"(no {flag} given: the default {path})"
         raise ValueError(
-            f"cannot write {path} ({reason}): {flag} expects a place where files can be "
-            f"written (a writable folder, with free space). Received: {flag} {path}"
+            f"cannot write {_meant_path(error) or path} ({reason}): {flag} expects a place where "
+            f"files can be written (a writable folder, with free space). {received}"
         ) from None
 
 
 def _concerns(error: OSError, path: Path) -> bool:
     """Whether ``error`` is about ``path``: the path, a file in it or next to it, or a parent
     folder on the way to it (or it names no file: a write that failed, as on a full disk)."""
-    if error.filename is None:
-        return True
+    if error.filename is None:  # errno set: the system's error, as a write on a full disk
+        return error.errno is not None
     where = Path(os.fsdecode(error.filename)).absolute()
     target = path.absolute()
     return (
