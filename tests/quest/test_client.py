@@ -40,7 +40,7 @@ def test_server_errors_become_one_line(quest, server, tmp_path):
 def test_local_mistakes_are_caught_before_sending(tmp_path):
     with pytest.raises(FileNotFoundError, match="No such predictions file"):
         client.submit("http://127.0.0.1:9", "t", tmp_path / "nope.csv", model="m", train_time=1)
-    with pytest.raises(ValueError, match="--server expects a URL"):
+    with pytest.raises(ValueError, match=r"^server expects a URL .* server='localhost:8000'$"):
         client.leaderboard("localhost:8000")
 
 

@@ -40,11 +40,22 @@ ServerOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 DEFAULT_DB = "sqlite:///quest.db"
+# The library names its Python arguments; the commands name their options.
+QUEST_FLAGS = {
+    "db_url": "--db",
+    "server": "--server",
+    "csv_path": "PREDICTIONS_CSV",
+    "max_upload_bytes": "--max-upload-bytes",
+    "daily_limit": "--daily-limit",
+    "close_at": "--close-at",
+    "train_time": "--train-time",
+    "data_dir": "--data-dir",
+}
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 
 
 @quest_app.command("init")
-@user_errors
+@user_errors(flags=QUEST_FLAGS)
 def init_command(
     data: Annotated[str, typer.Option("--data", help="Dataset whose test labels are hidden.")],
     db: DbOption = DEFAULT_DB,
@@ -86,7 +97,7 @@ def init_command(
 
 
 @quest_app.command("serve")
-@user_errors
+@user_errors(flags=QUEST_FLAGS | {"host": "--host", "port": "--port"})
 def serve_command(
     db: DbOption = DEFAULT_DB,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -99,12 +110,15 @@ def serve_command(
     from cnnlab.quest.server import create_app, serve
 
     app = create_app(db, max_upload_bytes=max_upload_bytes)
-    err.print(f"cnnlab quest: serving {escape(db)} on http://{host}:{port}")
-    serve(app, host=host, port=port)
+
+    def announce(url: str) -> None:
+        err.print(f"cnnlab quest: serving {db} on {url}", markup=False)
+
+    serve(app, host=host, port=port, on_listening=announce)
 
 
 @team_app.command("add")
-@user_errors
+@user_errors(flags=QUEST_FLAGS)
 def team_add_command(
     name: Annotated[str, typer.Argument(metavar="NAME", help="The team's name, shown as text.")],
     db: DbOption = DEFAULT_DB,
@@ -121,7 +135,7 @@ def team_add_command(
 
 
 @quest_app.command("reveal")
-@user_errors
+@user_errors(flags=QUEST_FLAGS)
 def reveal_command(db: DbOption = DEFAULT_DB, json_output: JsonOption = False) -> None:
     """Switch the leaderboard to the private scores."""
     from cnnlab.quest.db import reveal
@@ -134,7 +148,7 @@ def reveal_command(db: DbOption = DEFAULT_DB, json_output: JsonOption = False) -
 
 
 @quest_app.command("submit")
-@user_errors
+@user_errors(flags=QUEST_FLAGS)
 def submit_command(
     csv_path: Annotated[
         Path, typer.Argument(metavar="PREDICTIONS_CSV", help="The id,label file to submit.")
@@ -162,7 +176,7 @@ def submit_command(
 
 
 @quest_app.command("leaderboard")
-@user_errors
+@user_errors(flags=QUEST_FLAGS)
 def leaderboard_command(
     server: ServerOption = DEFAULT_SERVER, json_output: JsonOption = False
 ) -> None:

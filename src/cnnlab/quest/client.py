@@ -28,6 +28,12 @@ def submit(
     path = Path(csv_path)
     if not path.is_file():
         raise FileNotFoundError(f"No such predictions file: {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(
+            "the predictions file is empty: expected a header 'id,label' and one row per test "
+            f"image, as `cnnlab evaluate --write-predictions` writes it. Received: "
+            f"csv_path={str(path)!r}"
+        )
     fields = {"model": model, "train_time": str(train_time)}
     if code:
         fields["code"] = code
@@ -55,7 +61,9 @@ def history(server: str, token: str) -> dict[str, Any]:
 def _request(method: str, server: str, route: str, **kwargs: Any) -> Any:
     url = server.rstrip("/") + route
     if not url.startswith(("http://", "https://")):
-        raise ValueError(f"--server expects a URL like http://127.0.0.1:8000. Received: {server!r}")
+        raise ValueError(
+            f"server expects a URL like http://127.0.0.1:8000. Received: server={server!r}"
+        )
     try:
         response = httpx.request(method, url, timeout=TIMEOUT_S, **kwargs)
     except httpx.HTTPError as error:

@@ -135,14 +135,16 @@ def make_db_engine(db_url: str, *, create: bool = False) -> Engine:
     try:
         url = make_url(db_url)
     except ArgumentError:
-        raise ValueError(f"--db expects {expected}. Received: {db_url!r}") from None
+        raise ValueError(f"db_url expects {expected}. Received: db_url={db_url!r}") from None
     backend = url.get_backend_name()
     if backend == "postgresql":
         return create_engine(url.set(drivername="postgresql+psycopg"), pool_pre_ping=True)
     if backend != "sqlite" or url.drivername not in ("sqlite", "sqlite+pysqlite"):
-        raise ValueError(f"--db expects {expected}. Received: {db_url!r}")
+        raise ValueError(f"db_url expects {expected}. Received: db_url={db_url!r}")
     if not url.database or url.database == ":memory:":
-        raise ValueError(f"--db needs a SQLite file, like sqlite:///quest.db. Received: {db_url!r}")
+        raise ValueError(
+            f"db_url needs a SQLite file, like sqlite:///quest.db. Received: db_url={db_url!r}"
+        )
     if not create and not Path(url.database).exists():
         raise FileNotFoundError(
             f"No such quest database: {url.database} (create it with `cnnlab quest init`)"

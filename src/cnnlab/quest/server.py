@@ -13,6 +13,7 @@ The hidden labels are read once into memory and never sent; private scores appea
 only after the reveal (or the close time).
 """
 
+import errno
 import json
 import math
 import socket
@@ -71,7 +72,9 @@ def create_app(
     if not board_refresh_seconds >= 0:
         raise ValueError(f"board_refresh_seconds must be >= 0. Received: {board_refresh_seconds!r}")
     if max_upload_bytes < 1:
-        raise ValueError(f"max_upload_bytes must be positive. Received: {max_upload_bytes}")
+        raise ValueError(
+            f"max_upload_bytes must be positive. Received: max_upload_bytes={max_upload_bytes}"
+        )
     now = clock or utc_now
     engine = make_db_engine(db_url)
     with engine.connect() as connection:
@@ -250,25 +253,55 @@ def listening_socket(host: str, port: int) -> socket.socket:
     with uvicorn's own socket (proto 0) a JSON response (headers, then body, in two writes) waits
     for the client's delayed ACK: ~40 ms per request on Linux instead of ~1 ms.
     """
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-    )[0]
+    received = f"Received: host={host!r}, port={port!r}"
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be an integer in 0..65535. {received}")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )[0]
+    except (OSError, UnicodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise ValueError(
+            f"host is not an address to listen on ({reason}); expected an IP address or a "
+            f"name of this machine, like 127.0.0.1 or 0.0.0.0. {received}"
+        ) from None
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)
     except OSError as error:
         sock.close()
-        raise ValueError(f"cannot listen on {host}:{port} ({error.strerror})") from None
+        expected = {
+            errno.EADDRINUSE: "a port no other program listens on",
+            errno.EACCES: "a port above 1023 (lower ones need privileges)",
+            errno.EADDRNOTAVAIL: "an address of this machine",
+        }.get(error.errno, "an address and a port this machine can listen on")
+        raise ValueError(
+            f"cannot listen on {host}:{port} ({error.strerror}); expected {expected}. {received}"
+        ) from None
     sock.listen(2048)
     return sock
 
 
-def serve(app: FastAPI, *, host: str, port: int, log_level: str = "info") -> None:
-    """Run ``app`` under uvicorn on ``host:port`` until interrupted."""
+def serve(
+    app: FastAPI,
+    *,
+    host: str,
+    port: int,
+    log_level: str = "info",
+    on_listening: Callable[[str], None] | None = None,
+) -> None:
+    """Run ``app`` under uvicorn on ``host:port`` until interrupted.
+
+    ``on_listening(url)`` is called once the port is bound, before serving: an announcement
+    made earlier would be followed by an error when the port is taken.
+    """
     import uvicorn
 
     sock = listening_socket(host, port)
+    if on_listening is not None:
+        on_listening(f"http://{host}:{port}")
     uvicorn.Server(uvicorn.Config(app, log_level=log_level)).run(sockets=[sock])
 
 
