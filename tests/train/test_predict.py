@@ -302,13 +302,13 @@ def test_cli_predict_darknet_style(tmp_path, run_dir):
     assert all(DARKNET_LINE.match(line) for line in lines[1:4] + lines[5:8]), lines
 
 
-def test_cli_predict_reports_a_bad_file_and_exits_1(tmp_path, run_dir):
+def test_cli_predict_reports_a_bad_file_and_exits_2(tmp_path, run_dir):
     good, garbage = tmp_path / "good.png", tmp_path / "garbage.png"
     write_image(good, drawing(28, 28))
     garbage.write_text("nope")
     args = ["predict", str(run_dir[0]), str(garbage), str(good), "--invert", "--device", "cpu"]
     result = runner.invoke(cli, args)
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # bad input, as the README says
     assert "garbage.png" in result.stderr and "not an image" in result.stderr
     assert DARKNET_HEADER.match(result.stdout.splitlines()[0]).group(1) == str(good)
     assert len(result.stdout.splitlines()) == 6  # the header and the top 5

@@ -12,7 +12,15 @@ import typer
 from rich.markup import escape
 
 import cnnlab.train.predict as prediction
-from cnnlab.cli.common import WholeTable, err, out, print_json, user_errors
+from cnnlab.cli.common import (
+    USAGE_EXIT,
+    WholeTable,
+    out,
+    output_errors,
+    print_error,
+    print_json,
+    user_errors,
+)
 from cnnlab.data import load_dataset
 from cnnlab.data.device import InputAdapter
 from cnnlab.train.evaluate import evaluate_model
@@ -52,13 +60,13 @@ def predict_command(
     else:
         for result in results:
             if not result.ok:
-                err.print(f"[bold red]error:[/] {escape(result.error)}", markup=True)
+                print_error(result.error or "")
                 continue
             out.print(f"{result.path}: Predicted in {result.seconds:f} seconds.", markup=False)
             for probability, name in result.top:
                 out.print(f"{100 * probability:5.2f}%: {name}", markup=False)
     if not all(result.ok for result in results):
-        raise typer.Exit(1)
+        raise typer.Exit(USAGE_EXIT)  # a file that is not an image is bad input
 
 
 @user_errors
@@ -105,11 +113,10 @@ def evaluate_command(
         batch_size=batch_size,
         num_classes=len(predictor.classes),
     )
-    written = (
-        prediction.write_predictions(result.predictions, write_predictions)
-        if write_predictions is not None
-        else None
-    )
+    written = None
+    if write_predictions is not None:
+        with output_errors("--write-predictions", write_predictions):
+            written = prediction.write_predictions(result.predictions, write_predictions)
     report = _report(predictor, dataset.name, split.value, result, written)
     if json_output:
         print_json(report)

@@ -14,7 +14,16 @@ from typing import Annotated, Any
 
 import typer
 
-from cnnlab.cli.common import err, out, print_json, user_errors
+from cnnlab.cli.common import (
+    INTERRUPTED_EXIT,
+    err,
+    out,
+    output_errors,
+    print_error,
+    print_json,
+    user_errors,
+)
+from cnnlab.runtime.files import RUNS_FOLDER
 from cnnlab.train import (
     TrainingDiverged,
     TrainingInterrupted,
@@ -26,7 +35,6 @@ from cnnlab.train import (
 )
 from cnnlab.train.config import Optimizer, Precision, Schedule
 
-INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 DIVERGED_EXIT = 1
 
 # Options that `cnnlab train` shares with `cnnlab bench run` (which trains once, measured).
@@ -69,8 +77,15 @@ def training_exits() -> Iterator[None]:
     except TrainingInterrupted:
         raise typer.Exit(INTERRUPTED_EXIT) from None
     except TrainingDiverged as error:
-        err.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+        print_error(str(error))
         raise typer.Exit(DIVERGED_EXIT) from None
+
+
+def run_folder_errors(out_dir: Path | None) -> contextlib.AbstractContextManager[None]:
+    """A run folder that cannot be written (read-only, full disk) as one line naming --out."""
+    if out_dir is None:
+        return output_errors("--out", Path(RUNS_FOLDER), given=False)
+    return output_errors("--out", out_dir)
 
 
 def parse_model_args(items: list[str] | None) -> dict[str, Any]:
@@ -91,7 +106,7 @@ def parse_model_args(items: list[str] | None) -> dict[str, Any]:
     return kwargs
 
 
-@user_errors
+@user_errors(flags={"out": "--out", "model_kwargs": "--model-arg"})
 def train_command(
     model: Annotated[
         str | None,
@@ -192,7 +207,8 @@ def train_command(
                 )
             if model is not None:
                 load_checkpoint(resume_dir, expect_model=model)
-            result = resume(resume_dir, print_fn=log)
+            with output_errors("--resume", resume_dir):
+                result = resume(resume_dir, print_fn=log)
         else:
             if model is None:
                 raise ValueError(
@@ -203,7 +219,9 @@ def train_command(
                     f"cnnlab train {model} needs --data NAME (see `cnnlab data list`), "
                     "e.g. --data digits"
                 )
-            result = train(default_config(model, data, **given), print_fn=log)
+            config = default_config(model, data, **given)
+            with run_folder_errors(out_dir):
+                result = train(config, print_fn=log)
     plots = result_plots(result)
     if json_output:
         print_json(result.to_dict())
@@ -224,6 +242,6 @@ def print_result(result: TrainResult, plots: list[str]) -> None:
         f"time: training {result.train_seconds:.2f} s ({result.images_per_second:,.0f} images/s), "
         f"evaluation {result.eval_seconds:.2f} s"
     )
-    out.print(f"report: {result.report}")
+    out.print(f"report: {result.report}", markup=False)
     if plots:
-        out.print(f"plots: {', '.join(plots)} in {result.run_dir}")
+        out.print(f"plots: {', '.join(plots)} in {result.run_dir}", markup=False)

@@ -33,6 +33,7 @@ CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best.pt"  # the best weights by validation accuracy, kept when early stopping is on
 METRICS_NAME = "metrics.jsonl"
 REPORT_NAME = "report.json"
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive: its first local file header
 
 CHECKPOINT_KEYS = (
     "format",
@@ -67,7 +68,7 @@ def new_run_dir(out: str | os.PathLike[str] | None, *, model: str, data: str) ->
     if held:
         raise ValueError(
             f"out={str(path)!r} already holds a run ({', '.join(held)}): continue it with "
-            f"`cnnlab train --resume {path}` or choose another --out"
+            f"resume({str(path)!r}) (`cnnlab train --resume {path}`) or choose another out"
         )
     for parent in path.parents:
         if parent.exists() and not parent.is_dir():
@@ -109,6 +110,14 @@ def load_checkpoint(
     """
     file = checkpoint_file(path)
     if not zipfile.is_zipfile(file):
+        with open(file, "rb") as stream:
+            zip_start = stream.read(4) == ZIP_MAGIC
+        if zip_start:  # torch.save's zip, cut short: a copy or a write that did not finish
+            raise ValueError(
+                f"{file} is a truncated or damaged cnnlab checkpoint: it begins as torch.save "
+                f"writes it but its end is missing ({file.stat().st_size:,} bytes); expected a "
+                "complete checkpoint (copy it again, or use the run folder it came from)"
+            )
         raise ValueError(f"{file} is not a cnnlab checkpoint: torch.save did not write it")
     try:
         checkpoint = torch.load(file, map_location=map_location, weights_only=True)
