@@ -89,9 +89,9 @@ def test_energy_from_the_counters_is_apportioned_by_hand(
     assert result.eta.value == pytest.approx(achieved / (joules / result.metered_seconds))
     assert "measured: mean power of cpu package-0 + cpu package-0 dram" in result.eta.source
     assert result.mu.value == pytest.approx(achieved / 2000.0)
-    assert result.price_usd.source == "given (--price-usd)"
+    assert result.price_usd.source == "given (price_usd=2000)"
     assert result.utilisation.value == pytest.approx(100 * achieved / CEILING)
-    assert result.cost_usd.missing == "not given: pass --usd-per-hour"
+    assert result.cost_usd.missing == "not given: pass usd_per_hour=USD"
 
     saved = json.loads(result.bench_json.read_text())
     assert saved == json.loads(json.dumps(result.to_dict()))
@@ -117,7 +117,7 @@ def test_without_rapl_energy_is_not_measurable_here(tmp_path, monkeypatch):
     assert any(line.startswith("cpu (RAPL): not measurable here (") for line in result.missing())
     assert result.eta.missing.startswith("not measurable here (")  # no energy, no datasheet TDP
     assert result.mu.missing == (
-        f"no price: pass --price-usd ({result.device_name} is not in the catalogue)"
+        f"no price: pass price_usd=USD ({result.device_name} is not in the catalogue)"
     )
     # The ceiling was measured now, with the run's dtype on the run's device.
     assert result.ceiling_flops_per_second.source.startswith("measured now: fp32 matmul")
@@ -209,7 +209,7 @@ def test_cli_prints_every_figure_and_why_some_are_missing(tmp_path, ceilings_fil
     assert f"from {ceilings_file}" in output
     assert "energy              not measurable here (" in output
     assert "has no intel-rapl:* zones" in output
-    assert "given (--price-usd)" in output and "FLOP/s per USD" in output
+    assert "given (--price-usd=500)" in output and "FLOP/s per USD" in output
     assert "cost of the run     $" in output
     assert f"bench.json: {tmp_path / 'run' / 'bench.json'}" in output
 

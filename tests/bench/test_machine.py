@@ -175,7 +175,7 @@ def test_the_reason_for_no_gpu_names_the_cause(monkeypatch, no_cuda, build, visi
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     assert no_gpu_reason().startswith(f"no CUDA GPU visible to PyTorch: {why}")
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
-    assert no_gpu_reason().endswith("; Apple's MPS backend is available (--device mps)")
+    assert no_gpu_reason().endswith("; Apple's MPS backend is available (device='mps')")
 
 
 def test_hw_command_says_there_is_no_gpu(no_cuda):

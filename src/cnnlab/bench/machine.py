@@ -347,7 +347,7 @@ def no_gpu_reason() -> str:
         )
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
-        why += "; Apple's MPS backend is available (--device mps)"
+        why += "; Apple's MPS backend is available (device='mps')"
     return f"{base}: {why}"
 
 

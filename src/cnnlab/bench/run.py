@@ -62,7 +62,7 @@ class Quantity:
     value: float | None
     unit: str
     source: str = ""
-    missing: str | None = None  # "not measurable here (why)", "no price: pass --price-usd", ...
+    missing: str | None = None  # "not measurable here (why)", "no price: pass price_usd=USD", ...
 
     def __post_init__(self) -> None:
         assert (self.value is None) != (self.missing is None), "a value or a reason, not both"
@@ -318,12 +318,12 @@ def _device_spec(name: str) -> Any | None:
 
 def _price(config: BenchRunConfig, spec: Any | None, name: str) -> Quantity:
     if config.price_usd is not None:
-        return Quantity(float(config.price_usd), "USD", "given (--price-usd)")
+        return Quantity(float(config.price_usd), "USD", f"given (price_usd={config.price_usd:g})")
     if spec is None:
-        return _missing("USD", f"no price: pass --price-usd ({name} is not in the catalogue)")
+        return _missing("USD", f"no price: pass price_usd=USD ({name} is not in the catalogue)")
     if spec.price_usd is None:
         return _missing(
-            "USD", f"no price: pass --price-usd (the catalogue has none for {spec.name})"
+            "USD", f"no price: pass price_usd=USD (the catalogue has none for {spec.name})"
         )
     return Quantity(float(spec.price_usd), "USD", f"catalogue: {spec.name} launch price")
 
@@ -407,7 +407,7 @@ def _energy_figures(
 
 def _cost(config: BenchRunConfig, seconds: float) -> Quantity:
     if config.usd_per_hour is None:
-        return _missing("USD", "not given: pass --usd-per-hour")
+        return _missing("USD", "not given: pass usd_per_hour=USD")
     hours = seconds / 3600
     source = f"{config.usd_per_hour:g} USD/h x {hours:.4g} h (the metered train() call)"
     return Quantity(config.usd_per_hour * hours, "USD", source)

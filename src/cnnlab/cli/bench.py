@@ -12,7 +12,7 @@ from cnnlab.bench.crossover import CrossoverConfig, run_crossover
 from cnnlab.bench.crossover_plot import default_out_dir, write_crossover
 from cnnlab.bench.crossover_result import CrossoverPoint, CrossoverResult
 from cnnlab.bench.datasheet import compare_to_datasheet
-from cnnlab.cli.common import WholeTable, err, out, print_json, user_errors
+from cnnlab.cli.common import WholeTable, err, out, output_errors, print_json, user_errors
 from cnnlab.runtime.contention import busy_note
 
 bench_app = typer.Typer(
@@ -85,7 +85,10 @@ def ceilings_command(
         budget_seconds=budget,
     )
     rows = compare_to_datasheet(ceilings)
-    written = write_ceilings(ceilings, out_dir) if out_dir is not None else None
+    written = None
+    if out_dir is not None:
+        with output_errors("--out", out_dir):
+            written = write_ceilings(ceilings, out_dir)
     if json_output:
         data = ceilings.to_dict()
         data["datasheet"] = [row.to_dict() for row in rows]
@@ -129,7 +132,7 @@ def ceilings_command(
     if busy is not None:
         out.print(f"note: {busy}")
     if written is not None:
-        out.print(f"written: {written}")
+        out.print(f"written: {written}", markup=False)
 
 
 @user_errors
@@ -194,7 +197,8 @@ def crossover_command(
     )
     folder = out_dir if out_dir is not None else default_out_dir()
     result = run_crossover(config, progress=None if json_output else _print_point)
-    files = write_crossover(result, folder)
+    with output_errors("--out", folder, given=out_dir is not None):
+        files = write_crossover(result, folder)
     if json_output:
         print_json({**result.to_dict(), "files": {key: str(path) for key, path in files.items()}})
         return
@@ -203,7 +207,7 @@ def crossover_command(
         out.print(crossover.message)
     for note in result.notes:
         out.print(note)
-    out.print(f"written: {files['json']}, {files['png']}")
+    out.print(f"written: {files['json']}, {files['png']}", markup=False)
 
 
 def _print_point(point: CrossoverPoint) -> None:

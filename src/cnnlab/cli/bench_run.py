@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 
 from cnnlab.bench.run import BenchRunConfig, BenchRunResult, bench_run
-from cnnlab.cli.common import out, print_json, user_errors
+from cnnlab.cli.common import name_flags, out, print_json, user_errors
 from cnnlab.cli.train import (
     BatchSizeOption,
     DataDirOption,
@@ -26,13 +26,17 @@ from cnnlab.cli.train import (
     SeedOption,
     StepsOption,
     ThreadsOption,
+    run_folder_errors,
     training_exits,
     training_log,
 )
 from cnnlab.train import default_config
 
+# The library's notes and errors name BenchRunConfig's fields; the command names its options.
+BENCH_FLAGS = {"price_usd": "--price-usd", "usd_per_hour": "--usd-per-hour", "out": "--out"}
 
-@user_errors
+
+@user_errors(flags=BENCH_FLAGS)
 def bench_run_command(
     model: Annotated[
         str, typer.Argument(metavar="MODEL", help="A model of the zoo (see `cnnlab models`).")
@@ -95,7 +99,7 @@ def bench_run_command(
         usd_per_hour=usd_per_hour,
         ceilings=str(ceilings) if ceilings is not None else None,
     )
-    with training_exits():
+    with training_exits(), run_folder_errors(out_dir):
         result = bench_run(config, print_fn=training_log(json_output))
     if json_output:
         print_json(result.to_dict())
@@ -133,9 +137,9 @@ def print_bench(result: BenchRunResult) -> None:
     ]
     width = max(len(label) for label, _ in rows)
     for label, quantity in rows:
-        line = f"{label:<{width}}  {escape(quantity.describe())}"
+        line = f"{label:<{width}}  {escape(name_flags(quantity.describe(), BENCH_FLAGS))}"
         if quantity.value is not None:
-            line += f"  [dim]{escape(quantity.source)}[/]"
+            line += f"  [dim]{escape(name_flags(quantity.source, BENCH_FLAGS))}[/]"
         out.print(line)
         if label == "energy":
             for reading in result.energy.readings:
