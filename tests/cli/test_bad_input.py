@@ -156,3 +156,127 @@ def test_data_list_keeps_paths_and_numbers_whole(monkeypatch, width):
     if Path("/usr/share/datasets/fashion-mnist").is_dir():
         row = next(line for line in lines if "fashion-mnist" in line)
         assert "/usr/share/datasets/fashion-mnist" in row and "60,000" in row
+
+
+# -- a trained run, and what happens to it -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A real (one-step) run of the MLP on the bundled digits, in a folder whose name is markup."""
+    run = tmp_path_factory.mktemp("runs") / "[bold]run"
+    text = succeeds("train", "mlp", "--data", "digits", "--steps", "1", "--out", run)
+    assert f"report: {run.resolve() / 'report.json'}" in text  # printed literally
+    return run
+
+
+@pytest.fixture
+def truncated(trained, tmp_path) -> Path:
+    """A copy of the run whose checkpoint.pt was cut in half (a copy or a write that stopped)."""
+    run = tmp_path / "cut"
+    run.mkdir()
+    whole = (trained / "checkpoint.pt").read_bytes()
+    (run / "checkpoint.pt").write_bytes(whole[: len(whole) // 2])
+    return run
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["evaluate", "{run}"], ["predict", "{run}", "{image}"], ["train", "--resume", "{run}"]],
+)
+def test_a_truncated_checkpoint_is_one_line(truncated, tmp_path, command):
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")
+    args = [arg.format(run=truncated, image=image) for arg in command]
+    line = fails(*args)
+    assert f"{truncated / 'checkpoint.pt'} is a truncated or damaged cnnlab checkpoint" in line
+    assert "expected a complete checkpoint" in line
+
+
+def test_predict_on_a_text_file_named_png_exits_2(trained, tmp_path):
+    fake = tmp_path / "fake.png"
+    fake.write_text("not a picture")
+    line = fails("predict", trained, fake)
+    assert line == f"error: {fake} is not an image Pillow can read (expected PNG, JPEG, BMP, ...)"
+
+
+def test_evaluate_write_predictions_on_a_full_disk(trained, tmp_path, full_disk):
+    target = tmp_path / "predictions.csv"
+    line = fails("evaluate", trained, "--write-predictions", target)
+    assert "No space left on device" in line and f"Received: --write-predictions {target}" in line
+    assert leftovers(tmp_path) == []
+
+
+def test_train_on_a_full_disk_names_out(tmp_path, full_disk):
+    run = tmp_path / "run"
+    line = fails("train", "mlp", "--data", "digits", "--steps", "1", "--out", run)
+    assert "No space left on device" in line and f"Received: --out {run}" in line
+    assert not [name for name in leftovers(tmp_path) if name.endswith(".tmp")]
+
+
+def test_train_out_taken_names_the_option():
+    # The library says out= (its Python argument); the command says --out.
+    line = fails("train", "mlp", "--data", "digits", "--out", Path(__file__))
+    assert "Received: --out=" in line and "out=" not in line.replace("--out=", "")
+
+
+def test_interrupted_command_is_one_line_and_exit_130(monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("cnnlab.cli.data.load_dataset", interrupted)
+    assert fails("data", "info", "digits", code=130) == "interrupted (Ctrl-C)"
+
+
+# -- the quest -------------------------------------------------------------------------------
+
+
+def test_quest_submit_of_an_empty_csv_is_refused_before_sending(tmp_path):
+    empty = tmp_path / "predictions.csv"
+    empty.write_bytes(b"")
+    args = ["--token", "t", "--model", "m", "--train-time", "1", "--server", "http://127.0.0.1:9"]
+    line = fails("quest", "submit", empty, *args)
+    assert "the predictions file is empty: expected a header 'id,label'" in line
+    assert f"Received: PREDICTIONS_CSV='{empty}'" in line
+
+
+def test_quest_serve_on_a_busy_port_is_one_line(tmp_path):
+    import socket
+
+    db = f"sqlite:///{tmp_path / 'quest.db'}"
+    succeeds("quest", "init", "--data", "digits", "--db", db)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        line = fails("quest", "serve", "--db", db, "--port", port)
+    assert f"cannot listen on 127.0.0.1:{port} (Address already in use)" in line
+    assert "expected a port no other program listens on" in line
+    assert f"Received: --host='127.0.0.1', --port={port}" in line
+
+
+# -- the library names Python arguments, not the command's flags ------------------------------
+
+
+def test_library_errors_name_python_arguments(tmp_path):
+    from cnnlab.quest.client import leaderboard
+    from cnnlab.quest.db import make_db_engine
+    from cnnlab.train.checkpoint import new_run_dir
+
+    with pytest.raises(ValueError) as error:
+        leaderboard("localhost:8000")
+    assert "server=" in str(error.value) and "--" not in str(error.value)
+    with pytest.raises(ValueError) as error:
+        make_db_engine("mysql://u@h/q")
+    assert "db_url=" in str(error.value) and "--" not in str(error.value)
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(ValueError) as error:
+        new_run_dir(tmp_path, model="mlp", data="digits")
+    assert "choose another out" in str(error.value) and "--out" not in str(error.value)
+
+
+def test_an_os_error_names_the_file_meant_not_a_temporary_one():
+    from cnnlab.cli.common import describe_os_error
+
+    error = OSError(errno.EROFS, os.strerror(errno.EROFS), "/x/.maps.png.1234.0123abcd.tmp")
+    assert describe_os_error(error) == "cannot use /x/maps.png: Read-only file system"

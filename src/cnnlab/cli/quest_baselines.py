@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cnnlab.cli.common import WholeTable, err, out, print_json, user_errors
+from cnnlab.cli.common import WholeTable, err, out, output_errors, print_json, user_errors
 from cnnlab.quest.baselines import (
     DEFAULT_MODELS,
     SLIDE_BEST,
@@ -15,6 +15,7 @@ from cnnlab.quest.baselines import (
     BaselinesResult,
     run_baselines,
 )
+from cnnlab.runtime.files import RUNS_FOLDER
 
 
 def leaderboard_table(result: BaselinesResult) -> WholeTable:
@@ -101,11 +102,13 @@ def baselines_command(
         cnn_overrides={} if cnn_epochs is None else {"epochs": cnn_epochs},
     )
     # Progress and estimates go to stderr, so that --json keeps stdout for the JSON.
-    result = run_baselines(config, print_fn=lambda text: err.print(text, markup=False))
+    folder = Path(RUNS_FOLDER) if out_dir is None else out_dir
+    with output_errors("--out", folder, given=out_dir is not None):
+        result = run_baselines(config, print_fn=lambda text: err.print(text, markup=False))
     if json_output:
         print_json(result.to_dict())
         return
     out.print(leaderboard_table(result))
     for line in board_notes(result):
         out.print(line, markup=False)
-    out.print(f"wrote {result.files['json']} and {result.files['png']}")
+    out.print(f"wrote {result.files['json']} and {result.files['png']}", markup=False)

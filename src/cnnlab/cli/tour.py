@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.rule import Rule
 
 from cnnlab.bench.crossover import CrossoverConfig, run_crossover
@@ -45,7 +46,7 @@ def train_step(preferred: str, epochs: int | None, json_output: bool) -> tuple[T
     data, why = pick_dataset(preferred)
     console = err if json_output else out
     if why:
-        console.print(f"[yellow]{why}[/]")
+        console.print(f"[yellow]{escape(why)}[/]")
     overrides = {} if epochs is None else {"epochs": epochs}
     config = default_config(TOUR_MODEL, data, **overrides)
     console.print(f"cnnlab train {TOUR_MODEL} --data {data} --epochs {config.epochs}")
