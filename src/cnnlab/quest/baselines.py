@@ -239,7 +239,7 @@ def _out_dir(out: str | None) -> Path:
     if held:
         raise ValueError(
             f"out={str(path)!r} already holds a baselines run ({', '.join(held)}); "
-            "choose another --out"
+            "choose another out"
         )
     return path.resolve()
 

@@ -10,14 +10,11 @@ run on the same machine ends with exactly the weights of an uninterrupted one.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import random
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +28,7 @@ from cnnlab.data.device import Augmentation, DeviceBatches, InputAdapter, Normal
 from cnnlab.models import create_model
 from cnnlab.runtime.devices import resolve_device, synchronize
 from cnnlab.runtime.files import append_jsonl, atomic_write, write_jsonl
+from cnnlab.runtime.interrupt import StopRequest, sigint_requests_stop
 from cnnlab.runtime.threads import torch_threads
 from cnnlab.train import report as reports
 from cnnlab.train.checkpoint import (
@@ -314,31 +312,6 @@ def _save(run: RunState) -> None:
     run.saved_at = (run.epoch, run.step)
 
 
-class _StopRequest:
-    """Set by the SIGINT handler; the loop stops at the next step boundary."""
-
-    requested = False
-
-
-@contextlib.contextmanager
-def _sigint_stops(stop: _StopRequest) -> Iterator[None]:
-    """The first Ctrl-C asks the loop to stop cleanly; a second one interrupts at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-
-    def request_stop(signum: int, frame: Any) -> None:
-        stop.requested = True
-        signal.signal(signal.SIGINT, previous)
-
-    signal.signal(signal.SIGINT, request_stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 @dataclass
 class _EpochSteps:
     """What one pass of training steps added up to (device tensors until read)."""
@@ -357,7 +330,7 @@ def _train_step(run: RunState, inputs: torch.Tensor, labels: torch.Tensor) -> tu
     return run.train_step(inputs, labels)
 
 
-def _train_steps(run: RunState, stop: _StopRequest, bar: Any) -> _EpochSteps:
+def _train_steps(run: RunState, stop: StopRequest, bar: Any) -> _EpochSteps:
     """Steps from (epoch, step) to the end of the epoch, the step cap, a NaN, or Ctrl-C."""
     device, steps_per_epoch = run.device, len(run.batches)
     done = _EpochSteps(
@@ -409,13 +382,14 @@ def _check_finite(run: RunState, done: _EpochSteps) -> None:
     else:
         return
     config = run.config
-    tips = [f"a lower --lr (this run: {config.lr:g})"]
+    # Each tip names the config field (Python) and the flag (command line).
+    tips = [f"a lower learning rate (this run: lr={config.lr:g}; --lr)"]
     if config.precision != "fp32":
-        tips.append(f"--precision fp32 (this run: {config.precision})")
+        tips.append(f"precision='fp32' (this run: {config.precision!r}; --precision fp32)")
     if config.grad_clip is None:
-        tips.append("gradient clipping (--grad-clip 1.0)")
+        tips.append("gradient clipping (grad_clip=1.0; --grad-clip 1.0)")
     if config.schedule != "onecycle":
-        tips.append("a schedule that warms up (--schedule onecycle)")
+        tips.append("a schedule that warms up (schedule='onecycle'; --schedule onecycle)")
     epoch, saved_step = run.saved_at
     raise TrainingDiverged(
         f"Training stopped: {what} at epoch {run.epoch + 1}, step {step} of "
@@ -494,9 +468,9 @@ def _fit(
     log: PrintFn,
     wall_start: float,
 ) -> TrainResult:
-    config, stop = run.config, _StopRequest()
+    config, stop = run.config, StopRequest()
     metrics_file, test = run.run_dir / METRICS_NAME, None
-    with _sigint_stops(stop), reports.progress_bar(progress) as bar:
+    with sigint_requests_stop(stop), reports.progress_bar(progress) as bar:
         while not run.finished:
             done = _train_steps(run, stop, bar)
             _check_finite(run, done)
