@@ -331,11 +331,6 @@ def test_optimizer_and_schedule_learn_digits(tmp_path, optimizer, schedule, sett
     assert result.test_accuracy > 0.8  # chance is 0.1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OneCycleLR's cycle_momentum (on by default) replaces SGD's momentum by its own "
-    "0.85-0.95 cycle: recipes.build_scheduler should pass cycle_momentum=False for SGD",
-)
 def test_onecycle_keeps_the_configured_sgd_momentum(tmp_path):
     result = run(synthetic_config(tmp_path, schedule="onecycle", momentum=0.5, epochs=2))
     assert load_checkpoint(result.run_dir)["optimizer"]["param_groups"][0]["momentum"] == 0.5

@@ -114,7 +114,15 @@ def build_scheduler(
     """The learning-rate schedule, stepped once per optimizer step over ``total_steps``."""
     schedulers = torch.optim.lr_scheduler
     if config.schedule == "onecycle":
-        return schedulers.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps)
+        # OneCycleLR also cycles momentum (0.95 -> 0.85 -> 0.95) unless told not to: that would
+        # silently replace SGD's configured momentum (even momentum=0). Adam's beta1, which no
+        # config field sets, keeps Smith's cycle.
+        return schedulers.OneCycleLR(
+            optimizer,
+            max_lr=config.lr,
+            total_steps=total_steps,
+            cycle_momentum=config.optimizer != "sgd",
+        )
     if config.schedule == "cosine":
         return schedulers.CosineAnnealingLR(optimizer, T_max=total_steps)
     return schedulers.ConstantLR(optimizer, factor=1.0, total_iters=0)
