@@ -6,6 +6,7 @@ for Ctrl-C), no traceback, and nothing half-written.
 
 import errno
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -280,3 +281,33 @@ def test_an_os_error_names_the_file_meant_not_a_temporary_one():
 
     error = OSError(errno.EROFS, os.strerror(errno.EROFS), "/x/.maps.png.1234.0123abcd.tmp")
     assert describe_os_error(error) == "cannot use /x/maps.png: Read-only file system"
+
+
+@pytest.mark.parametrize("command", [["init", "--data", "digits"], ["team", "add", "t"]])
+def test_a_quest_database_that_is_not_one_is_one_line(tmp_path, command):
+    junk = tmp_path / "quest.db"
+    junk.write_text("not a database")
+    line = fails("quest", *command, "--db", f"sqlite:///{junk}")
+    assert "(file is not a database): --db expects a SQLite file" in line
+    assert line.endswith(f"Received: --db sqlite:///{junk}")
+
+
+def test_a_quest_database_that_cannot_be_created_is_one_line(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    db = f"sqlite:///{blocker / 'quest.db'}"
+    line = fails("quest", "init", "--data", "digits", "--db", db)
+    assert "(unable to open database file)" in line and f"Received: --db {db}" in line
+
+
+def test_a_postgresql_password_is_not_echoed():
+    pytest.importorskip("psycopg")
+    db = "postgresql+psycopg://user:secret@127.0.0.1:9/quest"
+    line = fails("quest", "team", "add", "t", "--db", db)
+    assert "secret" not in line and "user:***@127.0.0.1:9" in line
+
+
+def test_postgresql_without_its_driver_is_one_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as on an install without the dev extra
+    line = fails("quest", "reveal", "--db", "postgresql://user:secret@127.0.0.1:9/quest")
+    assert "whose driver psycopg is not installed" in line and "secret" not in line

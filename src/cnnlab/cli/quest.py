@@ -6,6 +6,8 @@ The server's modules (FastAPI, SQLAlchemy, uvicorn, httpx) are imported inside t
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -54,6 +56,34 @@ QUEST_FLAGS = {
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 
 
+@contextlib.contextmanager
+def database_errors(db: str) -> Iterator[None]:
+    """A database that cannot be opened or used (an unwritable folder, a file that is not a
+    database, a PostgreSQL server that does not answer) as one line naming --db."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        yield
+    except DBAPIError as error:
+        reason = str(error.orig or error).strip().splitlines()[0]
+        shown = shown_db(db)
+        raise ValueError(
+            f"cannot use the database {shown} ({reason}): --db expects a SQLite file that can "
+            f"be opened and written, or a PostgreSQL server that answers. Received: --db {shown}"
+        ) from None
+
+
+def shown_db(db: str) -> str:
+    """The database URL with its password hidden, to print."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(db).render_as_string(hide_password=True)
+    except ArgumentError:
+        return db
+
+
 @quest_app.command("init")
 @user_errors(flags=QUEST_FLAGS)
 def init_command(
@@ -76,18 +106,24 @@ def init_command(
     from cnnlab.data import load_dataset
     from cnnlab.quest.db import init_competition, make_db_engine
 
-    make_db_engine(db, create=True).dispose()  # a bad URL fails before the data set loads
+    engine = make_db_engine(db, create=True)  # a bad URL or file fails before the data loads
+    try:
+        with database_errors(db), engine.connect():
+            pass
+    finally:
+        engine.dispose()
     dataset = load_dataset(data, data_dir=data_dir)
     labels = dataset.test_labels.numpy()
-    token = init_competition(
-        db,
-        data_name=data,
-        labels=labels,
-        num_classes=len(dataset.classes),
-        seed=seed,
-        daily_limit=daily_limit,
-        close_at=close_at,
-    )
+    with database_errors(db):
+        token = init_competition(
+            db,
+            data_name=data,
+            labels=labels,
+            num_classes=len(dataset.classes),
+            seed=seed,
+            daily_limit=daily_limit,
+            close_at=close_at,
+        )
     result = {"db": db, "data": data, "test_count": int(labels.size), "organiser_token": token}
     if json_output:
         print_json(result)
@@ -109,10 +145,11 @@ def serve_command(
     """Run the leaderboard server (FastAPI under uvicorn)."""
     from cnnlab.quest.server import create_app, serve
 
-    app = create_app(db, max_upload_bytes=max_upload_bytes)
+    with database_errors(db):
+        app = create_app(db, max_upload_bytes=max_upload_bytes)
 
     def announce(url: str) -> None:
-        err.print(f"cnnlab quest: serving {db} on {url}", markup=False)
+        err.print(f"cnnlab quest: serving {shown_db(db)} on {url}", markup=False)
 
     serve(app, host=host, port=port, on_listening=announce)
 
@@ -127,7 +164,8 @@ def team_add_command(
     """Register a team and print its token (shown once)."""
     from cnnlab.quest.db import add_team
 
-    token = add_team(db, name)
+    with database_errors(db):
+        token = add_team(db, name)
     if json_output:
         print_json({"team": name.strip(), "token": token})
         return
@@ -140,7 +178,8 @@ def reveal_command(db: DbOption = DEFAULT_DB, json_output: JsonOption = False) -
     """Switch the leaderboard to the private scores."""
     from cnnlab.quest.db import reveal
 
-    when = reveal(db)
+    with database_errors(db):
+        when = reveal(db)
     if json_output:
         print_json({"revealed": True, "revealed_at": when.isoformat()})
         return

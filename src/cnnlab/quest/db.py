@@ -136,14 +136,21 @@ def make_db_engine(db_url: str, *, create: bool = False) -> Engine:
         url = make_url(db_url)
     except ArgumentError:
         raise ValueError(f"db_url expects {expected}. Received: db_url={db_url!r}") from None
+    shown = url.render_as_string(hide_password=True)  # errors never echo a password
     backend = url.get_backend_name()
     if backend == "postgresql":
-        return create_engine(url.set(drivername="postgresql+psycopg"), pool_pre_ping=True)
+        try:
+            return create_engine(url.set(drivername="postgresql+psycopg"), pool_pre_ping=True)
+        except ImportError:
+            raise ValueError(
+                "db_url names PostgreSQL, whose driver psycopg is not installed: expected "
+                f"pip install 'psycopg[binary]', or a SQLite file. Received: db_url={shown!r}"
+            ) from None
     if backend != "sqlite" or url.drivername not in ("sqlite", "sqlite+pysqlite"):
-        raise ValueError(f"db_url expects {expected}. Received: db_url={db_url!r}")
+        raise ValueError(f"db_url expects {expected}. Received: db_url={shown!r}")
     if not url.database or url.database == ":memory:":
         raise ValueError(
-            f"db_url needs a SQLite file, like sqlite:///quest.db. Received: db_url={db_url!r}"
+            f"db_url needs a SQLite file, like sqlite:///quest.db. Received: db_url={shown!r}"
         )
     if not create and not Path(url.database).exists():
         raise FileNotFoundError(
