@@ -338,11 +338,15 @@ def test_val_split_too_small_for_the_data(tmp_path):
         train(digits_config(tmp_path, val_split=1e-5), progress=False)
 
 
-def test_unavailable_device_is_an_error(tmp_path):
-    if torch.cuda.is_available():
-        pytest.skip("CUDA is available here")
+def test_unavailable_device_is_an_error_before_anything_is_written(tmp_path, monkeypatch):
+    # A machine without CUDA, on every machine: torch answers as it does without a GPU.
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 0)
     with pytest.raises(ValueError, match="device='cuda' but CUDA is not available"):
         train(digits_config(tmp_path, device="cuda"), progress=False)
+    with pytest.raises(ValueError, match=r"device='cuda:1' but CUDA is not available"):
+        train(digits_config(tmp_path, device="cuda:1"), progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 def test_channels_last_must_be_a_bool_or_none(tmp_path):
