@@ -311,3 +311,31 @@ def test_postgresql_without_its_driver_is_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "psycopg", None)  # as on an install without the dev extra
     line = fails("quest", "reveal", "--db", "postgresql://user:secret@127.0.0.1:9/quest")
     assert "whose driver psycopg is not installed" in line and "secret" not in line
+
+
+# -- the cache ($CNNLAB_HOME) ----------------------------------------------------------------
+
+
+def test_a_warning_is_one_line(monkeypatch):
+    import warnings
+
+    import cnnlab.cli.data
+
+    real = cnnlab.cli.data.load_dataset
+
+    def load_and_warn(*args, **kwargs):
+        warnings.warn("cannot cache digits in /nowhere (Read-only file system)", stacklevel=2)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cnnlab.cli.data, "load_dataset", load_and_warn)
+    result = runner.invoke(app, ["data", "info", "digits"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "warning: cannot cache digits in /nowhere (Read-only file system)\n"
+
+
+def test_fetch_into_a_cnnlab_home_that_is_a_file(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.write_text("")
+    monkeypatch.setenv("CNNLAB_HOME", str(home))
+    line = fails("data", "fetch", "mnist")
+    assert "(Not a directory)" in line and line.endswith(f"Received: CNNLAB_HOME {home}")

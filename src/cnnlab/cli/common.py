@@ -7,6 +7,7 @@ import functools
 import json
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from enum import Enum
 from pathlib import Path
@@ -48,7 +49,9 @@ def user_errors(
         @functools.wraps(function)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
-                return function(*args, **kwargs)
+                with warnings.catch_warnings():
+                    warnings.showwarning = print_warning
+                    return function(*args, **kwargs)
             except ValueError as error:
                 print_error(name_flags(str(error), flags or {}))
             except OSError as error:
@@ -66,6 +69,19 @@ def user_errors(
 def print_error(message: str) -> None:
     """``error: message`` on stderr as one line; the message is printed literally (no markup)."""
     err.print(Text.assemble(("error:", "bold red"), " ", " ".join(message.split())))
+
+
+def print_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """A Python warning as ``warning: message`` on one line (``warnings.showwarning``'s
+    signature), not as a file name, a line number and a line of cnnlab's source."""
+    err.print(Text.assemble(("warning:", "bold yellow"), " ", " ".join(str(message).split())))
 
 
 def name_flags(message: str, flags: Mapping[str, str]) -> str:

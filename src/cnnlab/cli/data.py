@@ -11,6 +11,7 @@ from rich.markup import escape
 from cnnlab.cli.common import WholeTable, out, output_errors, print_json, user_errors
 from cnnlab.data import fetch_dataset, get_entry, load_dataset, locate_datasets, save_sample_grid
 from cnnlab.data.download import terminal_progress
+from cnnlab.data.resolve import cnnlab_home
 
 data_app = typer.Typer(
     name="data",
@@ -151,7 +152,7 @@ def fetch_command(
     json_output: JsonOption = False,
 ) -> None:
     """Download a dataset into the cache ($CNNLAB_HOME, default ~/.cache/cnnlab), verified."""
-    with terminal_progress() as progress:
+    with terminal_progress() as progress, output_errors("CNNLAB_HOME", cnnlab_home()):
         resolved = fetch_dataset(name, progress=progress)
     result = {"name": resolved.name, "path": str(resolved.path), "source": resolved.source}
     if json_output:
