@@ -293,11 +293,16 @@ def test_a_quest_database_that_is_not_one_is_one_line(tmp_path, command):
 
 
 def test_a_quest_database_that_cannot_be_created_is_one_line(tmp_path):
+    (tmp_path / "quest.db").mkdir()  # a folder where the file should be
+    db = f"sqlite:///{tmp_path / 'quest.db'}"
+    line = fails("quest", "init", "--data", "digits", "--db", db)
+    assert "(unable to open database file)" in line and f"Received: --db {db}" in line
     blocker = tmp_path / "afile"
     blocker.write_text("")
     db = f"sqlite:///{blocker / 'quest.db'}"
     line = fails("quest", "init", "--data", "digits", "--db", db)
-    assert "(unable to open database file)" in line and f"Received: --db {db}" in line
+    assert f"cannot create the folder of {blocker / 'quest.db'} (File exists)" in line
+    assert f"Received: --db='{db}'" in line
 
 
 def test_a_postgresql_password_is_not_echoed():
@@ -339,3 +344,11 @@ def test_fetch_into_a_cnnlab_home_that_is_a_file(tmp_path, monkeypatch):
     monkeypatch.setenv("CNNLAB_HOME", str(home))
     line = fails("data", "fetch", "mnist")
     assert "(Not a directory)" in line and line.endswith(f"Received: CNNLAB_HOME {home}")
+
+
+def test_the_quest_database_defaults_to_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CNNLAB_QUEST_DB", raising=False)
+    succeeds("quest", "init", "--data", "digits")
+    assert "Token (shown only now)" in succeeds("quest", "team", "add", "t")
+    assert leftovers(tmp_path) == ["quest.db", "runs"]  # nothing loose in the working directory

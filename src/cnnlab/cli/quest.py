@@ -33,7 +33,8 @@ DbOption = Annotated[
     typer.Option(
         "--db",
         envvar="CNNLAB_QUEST_DB",
-        help="The database: sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB.",
+        help="The database: sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB "
+        "(default sqlite:///runs/quest.db, under the git-ignored runs/ folder).",
     ),
 ]
 ServerOption = Annotated[
@@ -41,7 +42,7 @@ ServerOption = Annotated[
     typer.Option("--server", envvar="CNNLAB_QUEST_SERVER", help="The quest server's URL."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-DEFAULT_DB = "sqlite:///quest.db"
+DEFAULT_DB = "sqlite:///runs/quest.db"  # the hidden labels stay out of the working directory
 # The library names its Python arguments; the commands name their options.
 QUEST_FLAGS = {
     "db_url": "--db",

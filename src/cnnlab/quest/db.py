@@ -129,7 +129,8 @@ def parse_close_at(value: datetime | str | None) -> datetime | None:
 def make_db_engine(db_url: str, *, create: bool = False) -> Engine:
     """An engine for ``sqlite:///PATH`` or ``postgresql[+psycopg]://...``; anything else is refused.
 
-    ``create=False`` refuses a SQLite file that does not exist yet (only ``init`` makes one).
+    ``create=False`` refuses a SQLite file that does not exist yet (only ``init`` makes one);
+    ``create=True`` makes its folder too.
     """
     expected = "sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB"
     try:
@@ -156,6 +157,14 @@ def make_db_engine(db_url: str, *, create: bool = False) -> Engine:
         raise FileNotFoundError(
             f"No such quest database: {url.database} (create it with `cnnlab quest init`)"
         )
+    if create:
+        try:
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ValueError(
+                f"cannot create the folder of {url.database} ({error.strerror}): expected a "
+                f"SQLite file in a writable folder. Received: db_url={shown!r}"
+            ) from None
     # Writers queue on SQLite's lock, so let waiting requests hold a connection each; keep as
     # many open as the server has worker threads (40), since reopening one (and its PRAGMAs) per
     # request costs more than the leaderboard read itself.
