@@ -352,3 +352,14 @@ def test_the_quest_database_defaults_to_runs(tmp_path, monkeypatch):
     succeeds("quest", "init", "--data", "digits")
     assert "Token (shown only now)" in succeeds("quest", "team", "add", "t")
     assert leftovers(tmp_path) == ["quest.db", "runs"]  # nothing loose in the working directory
+
+
+def test_evaluate_on_other_classes_prints_their_names_literally(trained, tmp_path):
+    from PIL import Image
+
+    for name in ("cat", "dog"):  # "[cat, dog]" in the message once read as a markup tag
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            Image.new("L", (8, 8), 40 * i).save(tmp_path / name / f"{i}.png")
+    line = fails("evaluate", trained, "--data", f"folder:{tmp_path}")
+    assert "has the classes [cat, dog] (2)" in line

@@ -102,4 +102,5 @@ def summary_command(
     if json_output:
         print_json(result.to_dict())
         return
-    out.print(format_keras(result) if style is SummaryStyle.keras else format_darknet(result))
+    text = format_keras(result) if style is SummaryStyle.keras else format_darknet(result)
+    out.print(text, markup=False)
