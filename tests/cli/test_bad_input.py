@@ -363,3 +363,22 @@ def test_evaluate_on_other_classes_prints_their_names_literally(trained, tmp_pat
             Image.new("L", (8, 8), 40 * i).save(tmp_path / name / f"{i}.png")
     line = fails("evaluate", trained, "--data", f"folder:{tmp_path}")
     assert "has the classes [cat, dog] (2)" in line
+
+
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+    reason="Debian's dataset-fashion-mnist is not installed",
+)
+def test_data_list_piped_keeps_the_system_path_on_one_line():
+    import subprocess
+
+    env = {key: value for key, value in os.environ.items() if key != "COLUMNS"}
+    piped = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "data", "list"],
+        capture_output=True,  # a pipe: rich falls back to 80 columns
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
+    row = next(line for line in piped.splitlines() if "fashion-mnist" in line)
+    assert "/usr/share/datasets/fashion-mnist (system)" in row and "60,000" in row
