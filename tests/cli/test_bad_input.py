@@ -109,6 +109,20 @@ def test_explain_out_on_a_full_disk_leaves_nothing(tmp_path, full_disk):
     assert leftovers(tmp_path) == []
 
 
+def test_explain_out_in_a_read_only_folder(tmp_path, monkeypatch):
+    # Tests may run as root, for whom chmod does not make a folder read-only: refuse the mkdir.
+    def read_only(self, *args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    target = tmp_path / "ro" / "maps.png"
+    line = fails("explain", "conv", "--out", target)
+    assert line == (
+        f"error: cannot write {target.parent} (Permission denied): --out expects a place where "
+        f"files can be written (a writable folder, with free space). Received: --out {target}"
+    )
+
+
 def test_data_info_grid_on_a_full_disk_leaves_nothing(tmp_path, monkeypatch):
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
