@@ -18,6 +18,7 @@ from cnnlab.cli.bench_run import bench_run_command
 from cnnlab.cli.common import out
 from cnnlab.cli.data import data_app
 from cnnlab.cli.explain import explain_app
+from cnnlab.cli.export import export_command
 from cnnlab.cli.hw import hw_app
 from cnnlab.cli.predict import evaluate_command, predict_command
 from cnnlab.cli.quest import quest_app
@@ -41,6 +42,7 @@ app.add_typer(data_app, name="data")
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("predict")(predict_command)
+app.command("export")(export_command)
 app.add_typer(hw_app, name="hw")
 bench_app.command("run")(bench_run_command)
 app.add_typer(bench_app, name="bench")

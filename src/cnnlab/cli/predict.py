@@ -23,6 +23,7 @@ from cnnlab.cli.common import (
 )
 from cnnlab.data import load_dataset
 from cnnlab.data.device import InputAdapter
+from cnnlab.deploy import is_export_folder, load_export
 from cnnlab.train.evaluate import evaluate_model
 
 CONFUSION_MAX_CLASSES = 20  # larger matrices go to --json only; they do not fit a terminal
@@ -40,7 +41,9 @@ class Split(str, Enum):
 
 @user_errors
 def predict_command(
-    checkpoint: Annotated[Path, typer.Argument(help="A run folder or its checkpoint.pt.")],
+    checkpoint: Annotated[
+        Path, typer.Argument(help="A run folder, its checkpoint.pt, or an export folder.")
+    ],
     images: Annotated[list[Path], typer.Argument(help="Image files: PNG, JPEG, BMP, ...")],
     top: Annotated[int, typer.Option(min=1, help="How many classes to list per image.")] = 5,
     invert: Annotated[
@@ -53,7 +56,7 @@ def predict_command(
     json_output: JsonOption = False,
 ) -> None:
     """Classify image files, Darknet-style: the top classes and the time of each forward pass."""
-    predictor = prediction.load(checkpoint, device=device)
+    predictor = _load(checkpoint, device)
     results = prediction.predict_files(predictor, images, top=top, invert=invert)
     if json_output:
         print_json([result.to_dict() for result in results])
@@ -71,7 +74,9 @@ def predict_command(
 
 @user_errors
 def evaluate_command(
-    run: Annotated[Path, typer.Argument(help="A run folder or a checkpoint file.")],
+    run: Annotated[
+        Path, typer.Argument(help="A run folder, a checkpoint file, or an export folder.")
+    ],
     data: Annotated[
         str | None,
         typer.Option(help="Dataset name; default: the one the model was trained on."),
@@ -89,7 +94,7 @@ def evaluate_command(
     json_output: JsonOption = False,
 ) -> None:
     """Score a trained model on a dataset: accuracy, per-class accuracy, confusion matrix."""
-    predictor = prediction.load(run, device=device)
+    predictor = _load(run, device)
     name = data or predictor.data_name
     dataset = load_dataset(name, data_dir=data_dir)
     if tuple(dataset.classes) != predictor.classes:
@@ -122,6 +127,18 @@ def evaluate_command(
         print_json(report)
         return
     _print_report(report, adapter)
+
+
+def _load(path: Path, device: str) -> prediction.Predictor:
+    """A run folder or checkpoint on PyTorch, or an export folder (cnnlab export) on its runtime."""
+    if not is_export_folder(path):
+        return prediction.load(path, device=device)
+    if device not in ("auto", "cpu"):
+        raise ValueError(
+            f"an export folder runs on its runtime's CPU session: --device must be auto or cpu. "
+            f"Received: --device {device}"
+        )
+    return load_export(path).predictor
 
 
 def _report(

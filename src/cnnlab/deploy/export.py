@@ -212,7 +212,6 @@ def _build(
             f"{checks[0].images} {data}; top-1 agreement {100 * checks[0].top1_agreement:.2f}%. "
             "Nothing was written"
         )
-    say(f"checked: {checks[0].describe()}")
     if config.int8:
         count = config.calibration
         calibration = source.model_input(
@@ -223,7 +222,6 @@ def _build(
         checks.append(
             _verify(config, source, folder, files["int8"], "int8", verify, reference, data)
         )
-        say(f"checked: {checks[-1].describe()}")
     entries = {precision: fmt.file_entry(folder, file) for precision, file in files.items()}
     precision = "int8" if config.int8 else "fp32"
     manifest = ExportManifest(
