@@ -33,7 +33,12 @@ from cnnlab.cli.train import (
 from cnnlab.train import default_config
 
 # The library's notes and errors name BenchRunConfig's fields; the command names its options.
-BENCH_FLAGS = {"price_usd": "--price-usd", "usd_per_hour": "--usd-per-hour", "out": "--out"}
+BENCH_FLAGS = {
+    "price_usd": "--price-usd",
+    "usd_per_hour": "--usd-per-hour",
+    "out": "--out",
+    "data_dir": "--data-dir",
+}
 
 
 @user_errors(flags=BENCH_FLAGS)

@@ -31,7 +31,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 @data_app.command("list")
-@user_errors
+@user_errors(flags={"data_dir": "--data-dir"})
 def list_command(
     data_dir: Annotated[
         Path | None,

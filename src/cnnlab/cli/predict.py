@@ -72,7 +72,7 @@ def predict_command(
         raise typer.Exit(USAGE_EXIT)  # a file that is not an image is bad input
 
 
-@user_errors
+@user_errors(flags={"data_dir": "--data-dir", "batch_size": "--batch-size"})
 def evaluate_command(
     run: Annotated[
         Path, typer.Argument(help="A run folder, a checkpoint file, or an export folder.")

@@ -106,7 +106,7 @@ def parse_model_args(items: list[str] | None) -> dict[str, Any]:
     return kwargs
 
 
-@user_errors(flags={"out": "--out", "model_kwargs": "--model-arg"})
+@user_errors(flags={"out": "--out", "model_kwargs": "--model-arg", "data_dir": "--data-dir"})
 def train_command(
     model: Annotated[
         str | None,
