@@ -20,6 +20,7 @@ from cnnlab.cli.data import data_app
 from cnnlab.cli.explain import explain_app
 from cnnlab.cli.export import export_command
 from cnnlab.cli.hw import hw_app
+from cnnlab.cli.infer import infer_command
 from cnnlab.cli.predict import evaluate_command, predict_command
 from cnnlab.cli.quest import quest_app
 from cnnlab.cli.quest_baselines import baselines_command
@@ -45,6 +46,7 @@ app.command("predict")(predict_command)
 app.command("export")(export_command)
 app.add_typer(hw_app, name="hw")
 bench_app.command("run")(bench_run_command)
+bench_app.command("infer")(infer_command)
 app.add_typer(bench_app, name="bench")
 quest_app.command("baselines")(baselines_command)
 app.add_typer(quest_app, name="quest")

@@ -27,6 +27,7 @@ from cnnlab.bench.energy import EnergyMeter
 from cnnlab.deploy.export import ExportConfig, export_model
 from cnnlab.deploy.runtimes import RuntimeModule, load_export
 from cnnlab.deploy.source import ExportSource, resolve_source, sample_images
+from cnnlab.runtime.contention import CpuCounters, busy_note, others_cpu_share
 from cnnlab.runtime.context import software_context
 from cnnlab.runtime.devices import cpu_name
 from cnnlab.runtime.files import default_output_dir, write_json
@@ -165,6 +166,7 @@ def bench_infer(config: InferBenchConfig, *, print_fn: PrintFn | None = None) ->
     inputs = source.model_input(images[:count]).numpy()  # (max batch, C', H', W')
     rows: list[InferRow] = []
     threads = config.threads or torch.get_num_threads()
+    counters = CpuCounters.read()
     with torch_threads(threads):
         runners = _runners(config, source, folder, threads, say)
         accuracies = {key: _accuracy(source, module, config) for key, (module, _, _) in runners}
@@ -201,8 +203,11 @@ def bench_infer(config: InferBenchConfig, *, print_fn: PrintFn | None = None) ->
                         energy_note=note,
                     )
                 )
+    share = others_cpu_share(counters, CpuCounters.read())
     context = {
         **software_context(),
+        "others_cpu_share": share,  # the CPU time other processes took while this ran
+        "busy_note": busy_note(share),
         "cpu": cpu_name(),
         "threads": threads,
         "exporters": _versions(),
