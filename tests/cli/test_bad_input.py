@@ -396,3 +396,9 @@ def test_data_list_piped_keeps_the_system_path_on_one_line():
     ).stdout
     row = next(line for line in piped.splitlines() if "fashion-mnist" in line)
     assert "/usr/share/datasets/fashion-mnist (system)" in row and "60,000" in row
+
+
+def test_train_data_dir_errors_name_the_option(tmp_path):
+    missing = tmp_path / "nowhere"
+    line = fails("train", "mlp", "--data", "mnist", "--data-dir", missing)
+    assert line.startswith(f"error: --data-dir='{missing}' is not a folder")
