@@ -402,3 +402,16 @@ def test_train_data_dir_errors_name_the_option(tmp_path):
     missing = tmp_path / "nowhere"
     line = fails("train", "mlp", "--data", "mnist", "--data-dir", missing)
     assert line.startswith(f"error: --data-dir='{missing}' is not a folder")
+
+
+def test_quest_init_prints_a_dataset_name_literally(tmp_path):
+    from PIL import Image
+
+    images = tmp_path / "[red]pets"
+    for name in ("cat", "dog"):
+        (images / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("L", (8, 8), 40 * i).save(images / name / f"{i}.png")
+    db = f"sqlite:///{tmp_path / 'quest.db'}"
+    text = succeeds("quest", "init", "--data", f"folder:{images}", "--db", db)
+    assert f"Competition on folder:{images}: " in text

@@ -129,7 +129,10 @@ def init_command(
     if json_output:
         print_json(result)
         return
-    out.print(f"Competition on {data}: {labels.size:,} hidden test labels, split in halves.")
+    out.print(
+        f"Competition on {data}: {labels.size:,} hidden test labels, split in halves.",
+        markup=False,
+    )
     out.print(f"Organiser token (shown only now; keep it secret): {token}")
 
 
