@@ -479,7 +479,8 @@ def _fit(
                 log(
                     f"interrupted: checkpoint saved after step {run.step} of "
                     f"{len(run.batches)} in epoch {run.epoch + 1}. "
-                    f"Resume with: cnnlab train --resume {run.run_dir}"
+                    f"Resume with: cnnlab train --resume {run.run_dir} "
+                    f"(in Python: cnnlab.resume({str(run.run_dir)!r}))"
                 )
                 raise TrainingInterrupted(run.run_dir, run.epoch, run.step)
             val = None if run.val is None else _evaluate(run, *run.val)

@@ -21,7 +21,8 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.run_dir, self.epoch, self.step = Path(run_dir), epoch, step
         super().__init__(
             f"interrupted at epoch {epoch + 1}, step {step}; the checkpoint is saved. "
-            f"Resume with: cnnlab train --resume {run_dir}"
+            f"Resume with: cnnlab train --resume {run_dir} "
+            f"(in Python: cnnlab.resume({str(run_dir)!r}))"
         )
 
 
