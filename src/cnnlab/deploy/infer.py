@@ -12,6 +12,7 @@ its last image is done). Energy comes from ``EnergyMeter`` (RAPL) where this mac
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections.abc import Callable
@@ -168,21 +169,30 @@ def bench_infer(config: InferBenchConfig, *, print_fn: PrintFn | None = None) ->
     threads = config.threads or torch.get_num_threads()
     counters = CpuCounters.read()
     with torch_threads(threads):
-        runners = _runners(config, source, folder, threads, say)
-        accuracies = {key: _accuracy(source, module, config) for key, (module, _, _) in runners}
-        reference = {b: None for b in config.batches}
-        for (backend, precision, batch_fixed), (_module, run, size) in runners:
-            for batch in config.batches:
-                if batch_fixed is not None and batch_fixed != batch:
-                    continue
+        exports = _exports(config, source, folder, say)  # every file written and checked first
+        model = source.predictor.model
+
+        def eager(x: np.ndarray) -> Any:
+            with torch.inference_mode():
+                return model(torch.from_numpy(x))
+
+        base = _accuracy(source, model, config)
+        reference: dict[int, float] = {}
+        measured = [("torch", "fp32", None, None, None), *exports]
+        for backend, precision, fixed, export_folder, size in measured:
+            # One session alive at a time: an idle runtime's spinning threads would slow the
+            # one being timed.
+            if export_folder is None:
+                module, run = model, eager
+            else:
+                loaded = load_export(export_folder, precision=precision, threads=threads)
+                module, run = RuntimeModule(loaded.backend), loaded.backend.run
+            accuracy = base if export_folder is None else _accuracy(source, module, config)
+            for batch in config.batches if fixed is None else (fixed,):
                 say(f"timing {backend} {precision} batch {batch} ...")
-                times, energy = _time(run, inputs[:batch], config)
+                times, (joules, note) = _time(run, inputs[:batch], config)
                 p50, p99 = (float(np.percentile(times, q)) * 1000 for q in (50, 99))
-                if backend == "torch":
-                    reference[batch] = p50
-                accuracy = accuracies[(backend, precision, batch_fixed)]
-                base = accuracies[("torch", "fp32", None)]
-                joules, note = energy
+                reference.setdefault(batch, p50)  # PyTorch eager is measured first
                 rows.append(
                     InferRow(
                         backend=backend,
@@ -197,12 +207,14 @@ def bench_infer(config: InferBenchConfig, *, print_fn: PrintFn | None = None) ->
                         accuracy_change=None
                         if accuracy is None or base is None
                         else accuracy - base,
-                        speedup=(reference[batch] or p50) / p50,
+                        speedup=reference[batch] / p50,
                         meets_deadline=p99 <= config.deadline_ms,
                         joules_per_image=None if joules is None else joules / batch / len(times),
                         energy_note=note,
                     )
                 )
+            del module, run
+            gc.collect()
     share = others_cpu_share(counters, CpuCounters.read())
     context = {
         **software_context(),
@@ -222,20 +234,16 @@ def bench_infer(config: InferBenchConfig, *, print_fn: PrintFn | None = None) ->
     return result
 
 
-def _runners(
-    config: InferBenchConfig, source: ExportSource, folder: Path, threads: int, say: PrintFn
-) -> list[tuple[tuple[str, str, int | None], tuple[torch.nn.Module, Callable[..., Any], Any]]]:
-    """(backend, precision, fixed batch or None) -> (module for accuracy, timed call, bytes)."""
-    model = source.predictor.model
+def _exports(
+    config: InferBenchConfig, source: ExportSource, folder: Path, say: PrintFn
+) -> list[tuple[str, str, int | None, Path, int]]:
+    """Export to each runtime: (backend, precision, fixed batch or None, folder, file bytes).
 
-    def eager(x: np.ndarray) -> Any:
-        with torch.inference_mode():
-            return model(torch.from_numpy(x))
-
-    runners: list[Any] = [(("torch", "fp32", None), (model, eager, None))]
+    TFLite's batch is fixed at conversion: one export per batch size."""
+    exports = []
     for backend in config.backends[1:]:
         fmt = _EXPORT_FORMAT[backend]
-        fixed = config.batches if fmt == "tflite" else (None,)  # TFLite: one file per batch
+        fixed = config.batches if fmt == "tflite" else (None,)
         for batch in fixed:
             name = fmt if batch is None else f"{fmt}-batch{batch}"
             say(f"exporting to {name} ...")
@@ -254,12 +262,8 @@ def _runners(
                 )
             )
             for precision, entry in export.manifest.files.items():
-                loaded = load_export(export.folder, precision=precision, threads=threads)
-                module = RuntimeModule(loaded.backend)
-                runners.append(
-                    ((backend, precision, batch), (module, loaded.backend.run, entry["bytes"]))
-                )
-    return runners
+                exports.append((backend, precision, batch, export.folder, int(entry["bytes"])))
+    return exports
 
 
 def _time(run: Callable[[np.ndarray], Any], x: np.ndarray, config: InferBenchConfig) -> Any:
