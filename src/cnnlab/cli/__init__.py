@@ -16,6 +16,7 @@ import cnnlab
 from cnnlab.cli.bench import bench_app
 from cnnlab.cli.bench_run import bench_run_command
 from cnnlab.cli.common import out
+from cnnlab.cli.darknet import darknet_app
 from cnnlab.cli.data import data_app
 from cnnlab.cli.explain import explain_app
 from cnnlab.cli.export import export_command
@@ -40,6 +41,7 @@ app.add_typer(explain_app, name="explain")
 app.command("models")(models_command)
 app.command("summary")(summary_command)
 app.add_typer(data_app, name="data")
+app.add_typer(darknet_app, name="darknet")
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("predict")(predict_command)
