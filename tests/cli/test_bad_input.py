@@ -415,3 +415,42 @@ def test_quest_init_prints_a_dataset_name_literally(tmp_path):
     db = f"sqlite:///{tmp_path / 'quest.db'}"
     text = succeeds("quest", "init", "--data", f"folder:{images}", "--db", db)
     assert f"Competition on folder:{images}: " in text
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["evaluate", "run", "--batch-size", "0"],
+            "error: cnnlab evaluate: Invalid value for '--batch-size': Input should be greater "
+            "than or equal to 1. Received: --batch-size 0",
+        ),
+        (
+            ["train", "lenet-like", "--epochs=many"],
+            "error: cnnlab train: Invalid value for '--epochs': Input should be a valid integer, "
+            "unable to parse string as an integer. Received: --epochs=many",
+        ),
+        (["summary"], "error: cnnlab summary: Missing argument 'model'."),
+        (["nosuchcommand"], "error: cnnlab: No such command 'nosuchcommand'."),
+    ],
+)
+def test_a_usage_error_is_one_line_with_the_value(args, expected):
+    """Through the real entry point (``python -m cnnlab``), not CliRunner, which skips main()."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnlab", *args], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [expected]
+    assert done.stdout == ""
+
+
+def test_a_command_group_alone_prints_its_help():
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "data"], capture_output=True, text=True, check=False
+    )
+    assert done.stdout.startswith("Usage: cnnlab data [OPTIONS] COMMAND [ARGS]...")
+    assert "fetch" in done.stdout and done.stderr == ""

@@ -8,14 +8,16 @@ one line on stderr, without a traceback, and exits with status 2.
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
+from typer.exceptions import Abort
 
 import cnnlab
 from cnnlab.cli.bench import bench_app
 from cnnlab.cli.bench_run import bench_run_command
-from cnnlab.cli.common import out
+from cnnlab.cli.common import err, out
 from cnnlab.cli.darknet import darknet_app
 from cnnlab.cli.data import data_app
 from cnnlab.cli.explain import explain_app
@@ -73,5 +75,36 @@ def main_callback(
     """A workbench for convolutional neural networks and the hardware that runs them."""
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line; a usage error (an unknown option, a value of the wrong type) is
+    one line on stderr, as every other bad input is, with exit status 2."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        status = app(args=args, prog_name="cnnlab", standalone_mode=False)
+    except Exception as error:
+        if not (hasattr(error, "format_message") and hasattr(error, "exit_code")):
+            raise
+        if type(error).__name__ == "NoArgsIsHelpError":  # a group called alone: its help
+            out.print(error.format_message(), markup=False, highlight=False)
+            raise SystemExit(error.exit_code) from None
+        message = " ".join(error.format_message().split())  # click's exceptions, as data
+        context = getattr(error, "ctx", None)
+        where = f"{context.command_path}: " if context is not None else ""
+        received = _received(getattr(error, "param", None), args)
+        err.print(f"error: {where}{message}{received}", markup=False, highlight=False)
+        raise SystemExit(error.exit_code) from None
+    except Abort:
+        err.print("interrupted", markup=False, highlight=False)
+        raise SystemExit(130) from None
+    raise SystemExit(status if isinstance(status, int) else 0)
+
+
+def _received(param: object, args: list[str]) -> str:
+    """`` Received: --batch-size 0`` from the command line, for the option that was refused."""
+    for name in getattr(param, "opts", None) or ():
+        for index, arg in enumerate(args):
+            if arg == name and index + 1 < len(args):
+                return f". Received: {name} {args[index + 1]}"
+            if arg.startswith(f"{name}="):
+                return f". Received: {arg}"
+    return ""
