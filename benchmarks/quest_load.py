@@ -159,6 +159,9 @@ def process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+DRY_RUN_GRACE_SECONDS = 60.0
+
+
 async def drive(
     config: LoadConfig, base_url: str, tokens: list[str], csvs: list[bytes]
 ) -> tuple[Samples, int]:
@@ -187,7 +190,13 @@ async def drive(
         nonlocal answered
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
-            while time.perf_counter() < stop_at:
+            # A dry run checks the script, not the speed: on a loaded machine a route may get no
+            # answer inside its short window, so it goes on (60 s at most) until it has one.
+            while time.perf_counter() < stop_at or (
+                config.dry_run
+                and not samples.latency[route]
+                and time.perf_counter() < stop_at + DRY_RUN_GRACE_SECONDS
+            ):
                 began = time.perf_counter()
                 try:
                     status = (await send(client)).status_code
@@ -197,7 +206,7 @@ async def drive(
                 answered += 1
                 if config.think:
                     await asyncio.sleep(config.think)
-                if began >= counted_from and ended <= stop_at:
+                if began >= counted_from and (ended <= stop_at or config.dry_run):
                     samples.latency[route].append(ended - began)
                     samples.status[route][status] += 1
 
