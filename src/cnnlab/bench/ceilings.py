@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from cnnlab.bench.memory import check_fits
 from cnnlab.runtime.contention import CpuCounters, others_cpu_share
 from cnnlab.runtime.context import software_context
 from cnnlab.runtime.devices import (
@@ -291,6 +292,21 @@ def measure_copy(
     )
 
 
+def check_ceilings_sizes(
+    device: torch.device, size: int | None, buffer_bytes: int | None
+) -> tuple[int, int]:
+    """The matmul size and copy buffer (defaults filled in), refused before anything is
+    allocated when not positive or larger than ``device``'s free memory."""
+    size = default_matmul_size(device) if size is None else size
+    check_positive_int("size", size)
+    # Two fp32 operands, their conversion to the measured dtype and the product: 4 matrices.
+    check_fits("size", size, 4 * size * size * 4, device)
+    buffer_bytes = default_buffer_bytes(device) if buffer_bytes is None else buffer_bytes
+    check_positive_int("buffer_bytes", buffer_bytes)
+    check_fits("buffer_bytes", buffer_bytes, 2 * buffer_bytes, device)  # source and copy
+    return size, buffer_bytes
+
+
 def measure_ceilings(
     device: str = "auto",
     *,
@@ -316,13 +332,10 @@ def measure_ceilings(
             f"dtypes must be some of {', '.join(allowed)} on {resolved.type}. "
             f"Received: dtypes={list(chosen)!r}"
         )
-    size = default_matmul_size(resolved) if size is None else size
-    check_positive_int("size", size)
+    size, buffer_bytes = check_ceilings_sizes(resolved, size, buffer_bytes)
     check_positive_int("repeats", repeats)
     if not isinstance(budget_seconds, (int, float)) or not budget_seconds > 0:
         raise ValueError(f"budget_seconds must be > 0. Received: budget_seconds={budget_seconds!r}")
-    buffer_bytes = default_buffer_bytes(resolved) if buffer_bytes is None else buffer_bytes
-    check_positive_int("buffer_bytes", buffer_bytes)
     start, counters = time.perf_counter(), CpuCounters.read()
     matmul = {
         name: measure_matmul(

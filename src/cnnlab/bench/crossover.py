@@ -33,6 +33,7 @@ from cnnlab.bench.crossover_result import (
     crossover_notes,
     find_crossovers,
 )
+from cnnlab.bench.memory import check_fits
 from cnnlab.data import InputAdapter, Normalization, load_dataset, preprocess
 from cnnlab.models import create_model
 from cnnlab.models.registry import get_model_spec
@@ -265,11 +266,24 @@ def _time_point(
     return parameters, steps, done, min(done * batch_size, config.samples), seconds, share
 
 
+def check_mlp_memory(config: CrossoverConfig, devices: Sequence[torch.device]) -> None:
+    """Refuse a width whose MLP cannot train in the devices' free memory, before building it."""
+    width = max(config.sweep)
+    parameters = (28 * 28 + 1) * width + (width + 1) * width + (width + 1) * 10
+    needed = 16 * parameters  # fp32 weights, gradients and two optimizer buffers per parameter
+    argument = "widths" if config.widths is not None else "max_exp"
+    value = width if config.widths is not None else config.max_exp
+    for device in devices:
+        check_fits(argument, value, needed, device)
+
+
 def run_crossover(
     config: CrossoverConfig, *, progress: Callable[[CrossoverPoint], None] | None = None
 ) -> CrossoverResult:
     """Time one epoch per (swept value, batch size, device); ``progress`` sees each point."""
     devices = resolve_devices(config.devices)
+    if config.model is None:
+        check_mlp_memory(config, devices)
     name = config.model or "mlp"
     spec = get_model_spec(name)
     data = _load_data(config, spec.input_shape, spec.num_classes)

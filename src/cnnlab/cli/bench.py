@@ -7,13 +7,16 @@ from typing import Annotated
 
 import typer
 
-from cnnlab.bench.ceilings import measure_ceilings, write_ceilings
+from cnnlab.bench.ceilings import check_ceilings_sizes, measure_ceilings, write_ceilings
 from cnnlab.bench.crossover import CrossoverConfig, run_crossover
 from cnnlab.bench.crossover_plot import default_out_dir, write_crossover
 from cnnlab.bench.crossover_result import CrossoverPoint, CrossoverResult
 from cnnlab.bench.datasheet import compare_to_datasheet
+from cnnlab.bench.memory import check_fits
 from cnnlab.cli.common import WholeTable, err, out, output_errors, print_json, user_errors
 from cnnlab.runtime.contention import busy_note
+from cnnlab.runtime.devices import resolve_device
+from cnnlab.runtime.validate import check_positive_int
 
 bench_app = typer.Typer(
     help="Measure the hardware: peak matmul FLOP/s and bandwidth, and the CPU-vs-GPU crossover.",
@@ -53,7 +56,7 @@ def _si(value: float | None, unit: str) -> str:
     return f"{value:.3g} {unit}"
 
 
-@user_errors
+@user_errors(flags={"size": "--size", "repeats": "--repeats", "budget_seconds": "--budget"})
 def ceilings_command(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     out_dir: Annotated[
@@ -75,12 +78,18 @@ def ceilings_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Measured peaks: matmul FLOP/s per dtype and copy bandwidth, against the datasheet."""
+    buffer_bytes = None
+    if buffer_mib is not None:
+        check_positive_int("--buffer-mib", buffer_mib)
+        buffer_bytes = buffer_mib << 20
+        check_fits("--buffer-mib", buffer_mib, 2 * buffer_bytes, resolve_device(device))
+    check_ceilings_sizes(resolve_device(device), size, buffer_bytes)  # before anything is printed
     if not json_output:
         err.print("measuring matmul rates and copy bandwidth ...")
     ceilings = measure_ceilings(
         device,
         size=size,
-        buffer_bytes=None if buffer_mib is None else buffer_mib << 20,
+        buffer_bytes=buffer_bytes,
         repeats=repeats,
         budget_seconds=budget,
     )
@@ -135,7 +144,14 @@ def ceilings_command(
         out.print(f"written: {written}", markup=False)
 
 
-@user_errors
+@user_errors(
+    flags={
+        "widths": "--widths",
+        "max_exp": "--max-exp",
+        "min_exp": "--min-exp",
+        "samples": "--samples",
+    }
+)
 def crossover_command(
     min_exp: Annotated[
         int | None, typer.Option("--min-exp", help="Smallest width 2**i (default i=4).")

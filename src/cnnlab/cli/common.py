@@ -66,9 +66,22 @@ def user_errors(
     return decorate if command is None else decorate(command)
 
 
+LONG_VALUE = 200  # characters without a space shown whole in a message; longer ones are cut
+
+
 def print_error(message: str) -> None:
-    """``error: message`` on stderr as one line; the message is printed literally (no markup)."""
-    err.print(Text.assemble(("error:", "bold red"), " ", " ".join(message.split())))
+    """``error: message`` on stderr as one line; the message is printed literally (no markup),
+    and a value too long to read (a 10,000-character name) is cut in its middle."""
+    text = _LONG_RUN.sub(_cut_middle, " ".join(message.split()))
+    err.print(Text.assemble(("error:", "bold red"), " ", text))
+
+
+_LONG_RUN = re.compile(rf"\S{{{LONG_VALUE + 1},}}")
+
+
+def _cut_middle(match: re.Match[str]) -> str:
+    value = match.group()
+    return f"{value[:100]}...({len(value):,} characters)...{value[-40:]}"
 
 
 def print_warning(

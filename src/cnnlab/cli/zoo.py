@@ -9,6 +9,7 @@ import typer
 
 from cnnlab.cli.common import WholeTable, out, parse_shape, print_json, user_errors
 from cnnlab.models import get_model_spec, list_models
+from cnnlab.runtime.validate import check_positive_int
 from cnnlab.summary import format_darknet, format_keras, human_count, summarize
 
 
@@ -33,8 +34,14 @@ def models_command(
 
 
 def model_zoo(pattern: str | None = None) -> list[dict[str, Any]]:
+    names = list_models(pattern)
+    if not names:
+        raise ValueError(
+            f"no model matches {pattern!r}; PATTERN is a shell-style filter such as 'resnet*' "
+            f"(registered: {', '.join(list_models())}). Received: PATTERN={pattern!r}"
+        )
     rows = []
-    for name in list_models(pattern):
+    for name in names:
         spec, result = get_model_spec(name), summarize(name)
         rows.append(
             {
@@ -93,7 +100,15 @@ def summary_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """A model's layers, output shapes, parameters and FLOPs, in Keras or Darknet style."""
-    kwargs = {k: v for k, v in (("num_classes", num_classes), ("in_channels", in_channels)) if v}
+    given = (("--num-classes", num_classes), ("--in-channels", in_channels))
+    for flag, value in given:
+        if value is not None:
+            check_positive_int(flag, value)
+    kwargs = {
+        key: value
+        for key, value in (("num_classes", num_classes), ("in_channels", in_channels))
+        if value is not None
+    }
     shape = parse_shape(input_size)
     if shape is None and "in_channels" in kwargs:
         _, height, width = get_model_spec(model).input_shape

@@ -60,12 +60,17 @@ def history(server: str, token: str) -> dict[str, Any]:
 
 def _request(method: str, server: str, route: str, **kwargs: Any) -> Any:
     url = server.rstrip("/") + route
+    expected = f"server expects a URL like http://127.0.0.1:8000. Received: server={server!r}"
     if not url.startswith(("http://", "https://")):
-        raise ValueError(
-            f"server expects a URL like http://127.0.0.1:8000. Received: server={server!r}"
-        )
+        raise ValueError(expected)
     try:
-        response = httpx.request(method, url, timeout=TIMEOUT_S, **kwargs)
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as error:
+        raise ValueError(f"{expected} ({error})") from None
+    if not parsed.host:
+        raise ValueError(f"{expected} (no host)")
+    try:
+        response = httpx.request(method, parsed, timeout=TIMEOUT_S, **kwargs)
     except httpx.HTTPError as error:
         raise QuestServerError(f"cannot reach {url}: {error}") from None
     if response.is_error:
