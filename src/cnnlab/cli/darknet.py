@@ -1,4 +1,4 @@
-"""`cnnlab darknet table|classify`: Darknet's model files, printed and run as Darknet does."""
+"""`cnnlab darknet table|classify|import|export`: Darknet's model files, printed, run, converted."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import typer
 from cnnlab.cli.common import out, print_json, print_warning, user_errors
 from cnnlab.darknet import build_network, format_table, load_weights, plan_network, table_data
 from cnnlab.darknet.classify import classify, read_names
+from cnnlab.darknet.convert import export_darknet, import_darknet
 
 darknet_app = typer.Typer(
     help="Darknet model files (.cfg, .weights): layer tables and classification like Darknet's.",
@@ -92,3 +93,82 @@ def classify_command(
         out.print(f"Loading weights from {weights}...Done!", markup=False)
     for result in results:
         out.print("\n".join(result.lines()), markup=False)
+
+
+@darknet_app.command("import")
+@user_errors
+def import_command(
+    cfg: Annotated[Path, typer.Argument(help="A Darknet classifier .cfg file.")],
+    weights: Annotated[Path, typer.Argument(help="Its .weights file.")],
+    run_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="The run folder to write (default: runs/darknetcfg-...)."),
+    ] = None,
+    names: Annotated[
+        Path | None, typer.Option(help="Class names, one per line (the first K for K outputs).")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Make a cnnlab run folder of a Darknet classifier, for predict, evaluate and cnnlab.load.
+
+    The model is the zoo model `darknetcfg` built from the cfg's text (kept in the checkpoint),
+    fed RGB in [0, 1] as Darknet does.
+    """
+    result = import_darknet(cfg, weights, run_dir, names=names)
+    if json_output:
+        print_json(
+            {
+                "run_dir": str(result.run_dir),
+                "checkpoint": str(result.checkpoint),
+                "input_shape": list(result.input_shape),
+                "classes": len(result.classes),
+                "loaded_layers": len(result.weights.loaded_layers),
+                "weighted_layers": result.weights.weighted_layers,
+            }
+        )
+        return
+    if not result.weights.complete:
+        print_warning(result.weights.describe(), UserWarning, "", 0)
+    c, h, w = result.input_shape
+    out.print(
+        f"Imported {cfg} ({c}x{h}x{w}, {len(result.classes)} classes) into {result.checkpoint}",
+        markup=False,
+    )
+    out.print(f"Try: cnnlab predict {result.run_dir} IMAGE", markup=False)
+
+
+@darknet_app.command("export")
+@user_errors
+def export_command(
+    source: Annotated[
+        str, typer.Argument(help="A run folder, a checkpoint file, or a zoo model name.")
+    ],
+    folder: Annotated[
+        Path, typer.Option("--out", help="The folder for model.cfg, model.weights, model.names.")
+    ],
+    seed: Annotated[int, typer.Option(help="Seed of a zoo model's initial weights.")] = 0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Write a cnnlab model as Darknet's model.cfg + model.weights (+ model.names).
+
+    Works for chains of layers Darknet has (lenet-like, lenet5, mlp, alexnet, vgg*, darknet19)
+    and for imported Darknet models; resnet*, googlenet and lenet5-1998 are refused with the
+    reason. The files are read back and compared with the model (max logit difference).
+    """
+    result = export_darknet(source, folder, seed=seed)
+    files = [result.cfg, result.weights] + ([result.names] if result.names else [])
+    if json_output:
+        print_json(
+            {
+                "model": result.model,
+                "files": [str(f) for f in files],
+                "max_difference": result.max_difference,
+            }
+        )
+        return
+    for file in files:
+        out.print(f"Wrote {file}", markup=False)
+    out.print(
+        f"Read back: max logit difference to {result.model} {result.max_difference:.2e}",
+        markup=False,
+    )

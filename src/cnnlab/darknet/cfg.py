@@ -12,7 +12,7 @@ the line, the key and the value.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -338,3 +338,54 @@ def read_cfg(path: str | os.PathLike[str]) -> DarknetCfg:
     except UnicodeDecodeError:
         raise CfgError(f"{file} is not a Darknet cfg: it is not text (UTF-8)") from None
     return parse_cfg(text, str(file))
+
+
+def format_cfg(cfg: DarknetCfg) -> str:
+    """The cfg as Darknet reads it: each section's header, then its options as written."""
+    blocks = []
+    for section in (cfg.net, *cfg.layers):
+        lines = [section.header] + [f"{o.key}={o.text}" for o in section.options.values()]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
+def set_options(section: Section, **values: Any) -> Section:
+    """A copy of ``section`` with ``values`` set (as Darknet would read them from text)."""
+    options = dict(section.options)
+    for key, value in values.items():
+        old = options.get(key)
+        text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        options[key] = Option(key, text, value, old.line if old else section.line)
+    return replace(section, options=options)
+
+
+# Layers that keep the channel count of the classifier layer before them.
+_AFTER_CLASSIFIER = ("avgpool", "softmax", "dropout", "cost")
+
+
+def adapt_cfg(
+    cfg: DarknetCfg, *, channels: int | None = None, classes: int | None = None
+) -> DarknetCfg:
+    """The cfg with another input channel count and/or another class count.
+
+    ``classes`` resizes the last convolutional or connected layer (the classifier), which only
+    average pooling, softmax, dropout and cost layers may follow; fine-tuning on other data
+    starts there.
+    """
+    net, layers = cfg.net, list(cfg.layers)
+    if channels is not None:
+        net = set_options(net, channels=channels)
+    if classes is not None:
+        index = len(layers) - 1
+        while index >= 0 and layers[index].kind in _AFTER_CLASSIFIER:
+            index -= 1
+        if index < 0 or layers[index].kind not in ("convolutional", "connected"):
+            found = layers[index].header if index >= 0 else "nothing"
+            raise ValueError(
+                f"{cfg.source}: cannot set the class count: expected a convolutional or "
+                f"connected layer before the final pooling/softmax, found {found}. "
+                f"Received: classes={classes}"
+            )
+        key = "filters" if layers[index].kind == "convolutional" else "output"
+        layers[index] = set_options(layers[index], **{key: classes})
+    return DarknetCfg(cfg.source, net, tuple(layers))
