@@ -2,16 +2,25 @@
 channels_last, inference_mode), the same module in plain PyTorch eager (unfolded, no_grad),
 OpenCV DNN reading the same cfg and weights, and Debian's ``darknet`` binary.
 
-    python benchmarks/darknet_cpu.py [--repeats 20] [--out benchmarks/results]
+    python benchmarks/darknet_cpu.py [--repeats 20] [--threads 1,2] [--out benchmarks/results]
     python benchmarks/darknet_cpu.py --dry-run [--out DIR]
 
 darknet19.cfg at 256x256, batch 1, random weights written by cnnlab (the same file for all), the
-same letterboxed dog.jpg. Every runtime gets the same threads (all cores, ``--threads``). Each is
-warmed up, then timed ``--repeats`` times: wall ms (median) and process CPU ms (median). The
-binary runs ``darknet classifier predict`` reading image paths from stdin, one process; its
-wall time is the time between its "Predicted in" lines (so it includes loading and letterboxing
-the image, a few ms) and its CPU time is what it prints (clock()). The issue's targets: cnnlab at
-least as fast as OpenCV DNN, and >= 5x faster than Darknet, in wall time.
+same letterboxed dog.jpg. The three in-process runtimes run at each thread count of
+``--threads`` (default 1 and all cores), their repeats interleaved (cnnlab, eager, OpenCV,
+cnnlab, ...) so that a burst of load from other processes hits all of them alike; each is
+warmed up, then timed ``--repeats`` times: wall ms (median) and process CPU ms (median).
+
+The binary runs ``darknet classifier predict`` reading image paths from stdin, one process, with
+OMP_NUM_THREADS = the largest of ``--threads`` (Debian builds it with OpenMP); its wall time is
+the time between its "Predicted in" lines (so it includes loading and letterboxing the image, a
+few ms) and its CPU time is what it prints (clock(), all threads).
+
+The load average and the share of the CPUs other processes used while timing are recorded: on a
+shared 2-core machine PyTorch's OpenMP threads wait for each other at every layer whenever
+another process holds a core, so 2 threads can be several times slower than 1. The issue's
+targets: cnnlab at least as fast as OpenCV DNN, and >= 5x faster than Darknet, in wall time
+(compared at all cores, and each runtime at its best thread count).
 
 ``--dry-run``: the same code on a small classifier cfg at 32x32, 2 repeats, JSON into a
 temporary folder (or ``--out``), never into benchmarks/results.
@@ -20,6 +29,7 @@ temporary folder (or ``--out``), never into benchmarks/results.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import statistics
@@ -35,6 +45,7 @@ import torch
 
 from cnnlab.darknet import build_network, load_weights, randomize_weights, save_weights
 from cnnlab.darknet.classify import letterbox_image, load_image_color
+from cnnlab.runtime.contention import CpuCounters, others_cpu_share
 from cnnlab.runtime.context import software_context
 from cnnlab.runtime.devices import cpu_name
 from cnnlab.runtime.files import write_json
@@ -72,9 +83,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dry-run", action="store_true", help="seconds, tiny sizes, same code")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per runtime")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for all")
+    cores = os.cpu_count() or 1
+    parser.add_argument(
+        "--threads",
+        default=",".join(map(str, sorted({1, cores}))),
+        help="thread counts to run the in-process runtimes at, e.g. 1,2 (default: 1 and all cores)",
+    )
     parser.add_argument("--out", type=Path, default=None, help=f"folder for {NAME}")
     args = parser.parse_args(argv)
+    try:
+        args.threads = sorted({int(t) for t in args.threads.split(",")})
+    except ValueError:
+        parser.error(f"--threads must be integers separated by commas. Received: {args.threads}")
+    if args.threads[0] < 1:
+        parser.error(f"--threads must be positive. Received: {args.threads}")
     if args.dry_run and args.out and args.out.resolve().is_relative_to(RESULTS.resolve()):
         parser.error(
             "--dry-run never writes into benchmarks/results. Received: --out " + str(args.out)
@@ -82,52 +104,72 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def timed(run, repeats: int, warmup: int = 2) -> dict[str, float]:
-    for _ in range(warmup):
+def timed_together(runs: dict[str, Any], repeats: int, warmup: int = 2) -> dict[str, dict]:
+    """Wall and process CPU ms (medians) of each callable, their repeats interleaved."""
+    for run in itertools.chain.from_iterable(itertools.repeat(list(runs.values()), warmup)):
         run()
-    walls, cpus = [], []
+    walls: dict[str, list[float]] = {name: [] for name in runs}
+    cpus: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        run()
-        walls.append((time.perf_counter() - wall) * 1e3)
-        cpus.append((time.process_time() - cpu) * 1e3)
-    return {"wall_ms": statistics.median(walls), "cpu_ms": statistics.median(cpus), "runs": repeats}
+        for name, run in runs.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            run()
+            walls[name].append((time.perf_counter() - wall) * 1e3)
+            cpus[name].append((time.process_time() - cpu) * 1e3)
+    return {
+        name: {
+            "wall_ms": statistics.median(walls[name]),
+            "cpu_ms": statistics.median(cpus[name]),
+            "min_wall_ms": min(walls[name]),
+            "runs": repeats,
+        }
+        for name in runs
+    }
 
 
-def time_torch(model, x: torch.Tensor, repeats: int, fast: bool) -> dict[str, float]:
-    if fast:
-        model.optimize_for_inference()
-        x = x.to(memory_format=torch.channels_last)
+def torch_runs(fast_model, eager_model, x: torch.Tensor) -> dict[str, Any]:
+    """cnnlab's fast path (folded, channels_last, inference_mode) and plain eager (no_grad)."""
+    fast_model.optimize_for_inference()
+    x_last = x.to(memory_format=torch.channels_last)
+    eager_model.eval()
 
-        def run():
-            with torch.inference_mode():
-                model(x)
-    else:
-        model.eval()
+    def fast():
+        with torch.inference_mode():
+            fast_model(x_last)
 
-        def run():
-            with torch.no_grad():
-                model(x)
+    def eager():
+        with torch.no_grad():
+            eager_model(x)
 
-    return timed(run, repeats)
+    return {"cnnlab": fast, "pytorch eager": eager}
 
 
-def time_opencv(cfg: Path, weights: Path, x: np.ndarray, repeats: int, threads: int):
+def opencv_run(cfg: Path, weights: Path, x: np.ndarray):
     try:
         import cv2
     except ImportError:
-        return {"skipped": "opencv-python-headless is not installed"}
-    cv2.setNumThreads(threads)
+        return None
     net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
 
     def run():
         net.setInput(x)
         net.forward()
 
-    return timed(run, repeats)
+    return run
 
 
-def time_darknet(cfg: Path, weights: Path, image: Path, names: Path, repeats: int, work: Path):
+def set_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+    try:
+        import cv2
+    except ImportError:
+        return
+    cv2.setNumThreads(threads)
+
+
+def time_darknet(
+    cfg: Path, weights: Path, image: Path, names: Path, repeats: int, work: Path, threads: int
+):
     binary = shutil.which("darknet")
     if binary is None:
         return {"skipped": "Debian's darknet binary is not installed"}
@@ -137,6 +179,7 @@ def time_darknet(cfg: Path, weights: Path, image: Path, names: Path, repeats: in
     process = subprocess.Popen(
         [binary, "classifier", "predict", str(data), str(cfg), str(weights)],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": str(threads)},
     )  # fmt: skip
     process.stdin.write("".join(f"{image}\n" for _ in range(runs)))
     process.stdin.close()
@@ -160,7 +203,6 @@ def time_darknet(cfg: Path, weights: Path, image: Path, names: Path, repeats: in
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     repeats = args.repeats or (2 if args.dry_run else 20)
-    torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="darknet_cpu-"))
     if args.dry_run:
         cfg = work / "small.cfg"
@@ -186,23 +228,62 @@ def main(argv: list[str] | None = None) -> int:
         load_weights(model, weights)
         return model
 
-    results: dict[str, Any] = {
-        "cnnlab": time_torch(loaded(), x, repeats, fast=True),
-        "pytorch eager": time_torch(loaded(), x, repeats, fast=False),
-        "opencv dnn": time_opencv(cfg, weights, x_np, repeats, args.threads),
-        "darknet (Debian)": time_darknet(cfg, weights, image, names, repeats, work),
+    load_before, counters = os.getloadavg(), CpuCounters.read()
+    by_threads: dict[str, dict[str, Any]] = {}
+    for threads in args.threads:
+        set_threads(threads)
+        runs = torch_runs(loaded(), loaded(), x)
+        opencv = opencv_run(cfg, weights, x_np)
+        if opencv is not None:
+            runs["opencv dnn"] = opencv
+        rows = timed_together(runs, repeats)
+        if opencv is None:
+            rows["opencv dnn"] = {"skipped": "opencv-python-headless is not installed"}
+        by_threads[str(threads)] = rows
+    darknet = time_darknet(cfg, weights, image, names, repeats, work, args.threads[-1])
+    share = others_cpu_share(counters, CpuCounters.read())
+    load = {
+        "loadavg_before": list(load_before),
+        "loadavg_after": list(os.getloadavg()),
+        "others_cpu_share": share,
     }
-    cnnlab_ms = results["cnnlab"]["wall_ms"]
-    speedups = {
-        name: row["wall_ms"] / cnnlab_ms for name, row in results.items() if "wall_ms" in row
-    }
-    print(f"{cfg.name} {h}x{w}, batch 1, {args.threads} threads, {repeats} runs, {cpu_name()}")
-    print(f"{'runtime':<18}{'wall ms':>10}{'CPU ms':>10}{'cnnlab is':>12}")
-    for name, row in results.items():
+    main_threads = str(args.threads[-1])
+    results = {**by_threads[main_threads], "darknet (Debian)": darknet}
+    best: dict[str, Any] = {"darknet (Debian)": {**darknet, "threads": args.threads[-1]}}
+    for name in by_threads[main_threads]:
+        timed_rows = [
+            (int(t), rows[name]) for t, rows in by_threads.items() if "wall_ms" in rows[name]
+        ]
+        if timed_rows:
+            threads, row = min(timed_rows, key=lambda item: item[1]["wall_ms"])
+            best[name] = {**row, "threads": threads}
+
+    def speedups(rows: dict[str, Any]) -> dict[str, float]:
+        base = rows["cnnlab"]["wall_ms"]
+        return {name: row["wall_ms"] / base for name, row in rows.items() if "wall_ms" in row}
+
+    print(f"{cfg.name} {h}x{w}, batch 1, {repeats} runs, {cpu_name()}")
+    print(
+        f"load average {load_before[0]:.2f} before, {load['loadavg_after'][0]:.2f} after; "
+        + (f"other processes used {share:.0%} of the CPUs" if share is not None else "")
+    )
+    print(f"{'runtime':<18}{'threads':>8}{'wall ms':>10}{'CPU ms':>10}{'cnnlab is':>12}")
+    table = [(t, name, row) for t, rows in by_threads.items() for name, row in rows.items()]
+    table.append((main_threads, "darknet (Debian)", darknet))
+    for threads, name, row in table:
         if "skipped" in row:
-            print(f"{name:<18}  skipped: {row['skipped']}")
+            print(f"{name:<18}{threads:>8}  skipped: {row['skipped']}")
             continue
-        print(f"{name:<18}{row['wall_ms']:>10.1f}{row['cpu_ms']:>10.1f}{speedups[name]:>11.2f}x")
+        base = by_threads[threads]["cnnlab"]
+        ratio = row["wall_ms"] / base["wall_ms"]
+        print(f"{name:<18}{threads:>8}{row['wall_ms']:>10.1f}{row['cpu_ms']:>10.1f}{ratio:>11.2f}x")
+    best_speedups = speedups(best)
+    print(
+        "each at its best thread count: "
+        + ", ".join(
+            f"{n} {r['wall_ms']:.1f} ms ({r['threads']})" for n, r in best.items() if "wall_ms" in r
+        )
+    )
     out = args.out or (work if args.dry_run else RESULTS)
     record = {
         "cfg": str(cfg),
@@ -211,8 +292,12 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "repeats": repeats,
         "dry_run": args.dry_run,
+        "load": load,
         "results": results,
-        "cnnlab_speedup": speedups,
+        "cnnlab_speedup": speedups(results),
+        "by_threads": by_threads,
+        "best": best,
+        "cnnlab_speedup_best": best_speedups,
         "targets": TARGETS,
         "context": {**software_context(), "cpu": cpu_name()},
     }

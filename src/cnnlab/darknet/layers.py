@@ -65,10 +65,21 @@ class Activation(nn.Module):
         self.activation_name = name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.activation_name in _IN_PLACE and not torch.is_grad_enabled():
+            # Inference: overwrite the layer's fresh output instead of allocating another
+            # (half the memory traffic of the activation on a CPU).
+            return _IN_PLACE[self.activation_name](x)
         return _activate(self.activation_name, x)
 
     def extra_repr(self) -> str:
         return self.activation_name
+
+
+_IN_PLACE = {
+    "leaky": lambda x: F.leaky_relu_(x, 0.1),
+    "relu": F.relu_,
+    "linear": lambda x: x,
+}
 
 
 class Convolutional(nn.Module):
@@ -139,6 +150,14 @@ class MaxPool(nn.Module):
         for length in (width, height):  # F.pad takes the last dimension first
             reach = (self.output_size(length) - 1) * self.stride + self.size - before
             pads += [before, max(0, reach - length)]
+        even = len(set(pads)) == 1 and 2 * pads[0] <= self.size
+        if even and all(
+            (n + 2 * pads[0] - self.size) // self.stride + 1 == self.output_size(n)
+            for n in (height, width)
+        ):
+            # Even padding (none, for a 2x2/2 pool of an even map): max_pool2d pads with -inf
+            # itself, without F.pad's copy of the whole map.
+            return F.max_pool2d(x, self.size, self.stride, padding=pads[0])
         x = F.pad(x, pads, value=-math.inf)
         return F.max_pool2d(x, self.size, self.stride)
 
