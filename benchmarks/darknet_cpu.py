@@ -18,7 +18,9 @@ few ms) and its CPU time is what it prints (clock(), all threads).
 
 The load average and the share of the CPUs other processes used while timing are recorded: on a
 shared 2-core machine PyTorch's OpenMP threads wait for each other at every layer whenever
-another process holds a core, so 2 threads can be several times slower than 1. The issue's
+another process holds a core, so 2 threads can be several times slower than 1. That is
+OpenMP's spin-waiting (a waiting thread keeps its core busy): the script runs with
+OMP_WAIT_POLICY=PASSIVE unless it is set (OMP_WAIT_POLICY=ACTIVE shows the collapse). The issue's
 targets: cnnlab at least as fast as OpenCV DNN, and >= 5x faster than Darknet, in wall time
 (compared at all cores, and each runtime at its best thread count).
 
@@ -262,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         base = rows["cnnlab"]["wall_ms"]
         return {name: row["wall_ms"] / base for name, row in rows.items() if "wall_ms" in row}
 
-    print(f"{cfg.name} {h}x{w}, batch 1, {repeats} runs, {cpu_name()}")
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    print(f"{cfg.name} {h}x{w}, batch 1, {repeats} runs, OMP_WAIT_POLICY={policy}, {cpu_name()}")
     print(
         f"load average {load_before[0]:.2f} before, {load['loadavg_after'][0]:.2f} after; "
         + (f"other processes used {share:.0%} of the CPUs" if share is not None else "")
@@ -293,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": repeats,
         "dry_run": args.dry_run,
         "load": load,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "results": results,
         "cnnlab_speedup": speedups(results),
         "by_threads": by_threads,
@@ -308,4 +312,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if "OMP_WAIT_POLICY" not in os.environ:
+        # OpenMP reads it when it starts (importing torch): run again with it set.
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        os.execv(sys.executable, [sys.executable, *sys.argv])
     sys.exit(main())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,3 +25,8 @@ def test_dry_run_prints_the_table_and_writes_json(tmp_path):
         row = record["results"][name]
         assert row["runs"] == 2 and row["wall_ms"] > 0 and name in result.stdout
     assert record["cnnlab_speedup"]["cnnlab"] == 1.0
+    assert set(record["by_threads"]) == {str(t) for t in record["threads"]}
+    assert record["best"]["cnnlab"]["threads"] in record["threads"]
+    assert len(record["load"]["loadavg_before"]) == 3
+    # the script sets PASSIVE (OpenMP threads that sleep while waiting) unless told otherwise
+    assert record["omp_wait_policy"] == os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
