@@ -5,8 +5,10 @@
   ``DarknetNet``); ``layers``: Darknet's layers as modules.
 - ``weights``: the ``.weights`` reader and writer (``load_weights``, ``save_weights``).
 - ``table``: Darknet's layer table (``format_table``, ``table_data``).
-- ``classify``: Darknet's classifier (image loading, letterbox, top-k), ``convert``: to and from
-  cnnlab checkpoints.
+- ``classify``: Darknet's classifier (image loading, letterbox, top-k).
+- ``convert``: to and from cnnlab run folders (``import_darknet``, ``export_darknet``), with
+  ``sequential`` mapping chains of PyTorch layers to Darknet sections. Not imported here:
+  they import ``cnnlab.models`` and ``cnnlab.train``, which import this package's core.
 
 Nothing here needs OpenCV; the tests and the benchmark use it as an independent reference.
 """
