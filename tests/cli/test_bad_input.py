@@ -80,15 +80,15 @@ def test_an_empty_csv_input_names_the_option_and_says_empty(tmp_path, command):
     empty = tmp_path / "x.csv"
     empty.write_bytes(b"")
     line = fails("explain", command, "--input", empty)
-    assert line.startswith("error: input holds no numbers (an empty file?)")
-    assert f"Received: input='{empty}'" in line
+    assert line.startswith("error: --input holds no numbers (an empty file?)")
+    assert f"Received: --input='{empty}'" in line
 
 
 def test_a_text_file_named_png_as_input(tmp_path):
     fake = tmp_path / "fake.png"
     fake.write_text("not a picture")
     line = fails("explain", "conv", "--input", fake)
-    assert line.startswith("error: input could not be read") and f"input='{fake}'" in line
+    assert line.startswith("error: --input could not be read") and f"--input='{fake}'" in line
 
 
 # -- outputs that cannot be written ------------------------------------------------------------

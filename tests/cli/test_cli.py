@@ -128,15 +128,15 @@ def test_feature_map_png(tmp_path):
     [
         (["explain", "conv", "--at", "9,9"], "at must be a (row, col) pair inside the 5x5 output"),
         (["explain", "conv", "--at", "x"], "--at expects ROW,COL"),
-        (["explain", "conv", "--stride", "0"], "Received: stride=0"),
-        (["explain", "conv", "--padding", "-1"], "Received: padding=-1"),
+        (["explain", "conv", "--stride", "0"], "Received: --stride=0"),
+        (["explain", "conv", "--padding", "-1"], "Received: --padding=-1"),
         (["explain", "conv", "--dilation", "0"], "Received: dilation=0"),
         (["explain", "conv", "--kernel", "1,2;3"], "Received: kernel='1,2;3'"),
         (["explain", "conv", "--kernel", "sobelx"], "did you mean 'sobel-x'?"),
-        (["explain", "conv", "--input", "/no/such.png"], "Received: input='/no/such.png'"),
+        (["explain", "conv", "--input", "/no/such.png"], "Received: --input='/no/such.png'"),
         (["explain", "conv", "--example", "rgb", "--kernel", "edge"], "--example rgb uses"),
-        (["explain", "pool", "--size", "0"], "Received: size=0"),
-        (["explain", "pool", "--at", "2,0"], "Received: at=(2, 0)"),
+        (["explain", "pool", "--size", "0"], "Received: --size=0"),
+        (["explain", "pool", "--at", "2,0"], "Received: --at=(2, 0)"),
         (["summary", "lenet"], "Did you mean: lenet-like, lenet5, lenet5-1998?"),
         (["summary", "darknet19", "--input", "3,16,16"], "layer 'max17' (MaxPool2d 2x2/2)"),
         (["summary", "lenet-like", "--input", "3,a"], "--input expects positive integers"),
@@ -216,7 +216,7 @@ def test_tour_trains_and_falls_back_to_digits(monkeypatch, tmp_path):
 
     monkeypatch.setattr(tour, "resolve_dataset", unreachable)
     monkeypatch.chdir(tmp_path)  # the run folder goes to ./runs
-    args = ["tour", "--data", "fashion-mnist", "--epochs", "1", "--no-hardware", "--json"]
+    args = ["tour", "--epochs", "1", "--no-hardware", "--json"]  # no --data: Fashion-MNIST
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "trains on scikit-learn's bundled digits instead" in result.stderr

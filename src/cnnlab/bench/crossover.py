@@ -45,6 +45,7 @@ from cnnlab.summary import summary
 from cnnlab.train.step import TrainStep
 
 MLP_BATCH_SIZES = (32, 256)
+MAX_SAMPLES = 100_000_000  # an epoch's order is a tensor of this many indices on each device
 MODEL_BATCH_SIZES = (8, 32, 128, 512)
 MAX_EXP = 16  # n = 65,536: 4.3e9 parameters, beyond any GPU's memory with Adam
 DATA_CHOICES = ("auto", "mnist", "fashion-mnist", "synthetic")
@@ -80,7 +81,7 @@ class CrossoverConfig:
         for name, low, high in (
             ("min_exp", 0, MAX_EXP),
             ("max_exp", 0, MAX_EXP),
-            ("samples", 1, None),
+            ("samples", 1, MAX_SAMPLES),
         ):
             check_int(name, getattr(self, name), low=low, high=high)
         check_int("warmup_steps", self.warmup_steps, low=0)

@@ -16,6 +16,7 @@ from rich.markup import escape
 from cnnlab.bench.run import BenchRunConfig, BenchRunResult, bench_run
 from cnnlab.cli.common import name_flags, out, print_json, user_errors
 from cnnlab.cli.train import (
+    TRAIN_FLAGS,
     BatchSizeOption,
     DataDirOption,
     DataOption,
@@ -34,6 +35,7 @@ from cnnlab.train import default_config
 
 # The library's notes and errors name BenchRunConfig's fields; the command names its options.
 BENCH_FLAGS = {
+    **TRAIN_FLAGS,
     "price_usd": "--price-usd",
     "usd_per_hour": "--usd-per-hour",
     "out": "--out",

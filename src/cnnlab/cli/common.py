@@ -56,6 +56,8 @@ def user_errors(
                 print_error(name_flags(str(error), flags or {}))
             except OSError as error:
                 print_error(name_flags(describe_os_error(error), flags or {}))
+            except OverflowError as error:  # a number too large for C, SQLite or numpy
+                print_error(f"a number is too large ({error}): expected a smaller value")
             except KeyboardInterrupt:
                 err.print(Text("interrupted (Ctrl-C)"))
                 raise typer.Exit(INTERRUPTED_EXIT) from None

@@ -68,6 +68,8 @@ def conv_request(
     padding: int | None,
 ) -> tuple[ConvExample, dict[str, np.ndarray]]:
     """The convolution to explain: a slide example, or the user's input and kernels."""
+    if bias is not None and not np.isfinite(bias):
+        raise ValueError(f"--bias expects a finite number, like 0.5. Received: --bias {bias}")
     base = SLIDE_RGB if example is ConvExampleName.rgb else SLIDE_2D
     if input_file is None and not kernels:
         chosen = {"slide kernel": base.w[0, 0]} if base.w.shape[1] == 1 else {}
@@ -91,6 +93,11 @@ def conv_request(
     else:
         w = base.w
     b = base.b if bias is None else np.full(w.shape[0], bias)
+    if padding is not None and padding >= min(w.shape[-2:]):
+        raise ValueError(
+            f"--padding must be smaller than the kernel ({w.shape[-2]}x{w.shape[-1]}), so that "
+            f"every window holds an input value. Received: --padding {padding}"
+        )
     request = ConvExample(
         name=base.name if input_file is None and not kernels else "user",
         title=base.title
@@ -108,7 +115,14 @@ def conv_request(
 
 # The library names its Python arguments; where a name differs from the option, the error
 # names the option the user typed (the others, like stride=0, read the same either way).
-EXPLAIN_FLAGS = {"path": "--out"}
+EXPLAIN_FLAGS = {
+    "path": "--out",
+    "input": "--input",
+    "padding": "--padding",
+    "stride": "--stride",
+    "size": "--size",
+    "at": "--at",
+}
 
 
 @explain_app.command("conv")

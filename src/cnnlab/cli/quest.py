@@ -50,6 +50,7 @@ QUEST_FLAGS = {
     "csv_path": "PREDICTIONS_CSV",
     "max_upload_bytes": "--max-upload-bytes",
     "daily_limit": "--daily-limit",
+    "seed": "--seed",
     "close_at": "--close-at",
     "train_time": "--train-time",
     "data_dir": "--data-dir",
@@ -105,8 +106,9 @@ def init_command(
 ) -> None:
     """Create the competition: hidden test labels, public/private halves, the organiser token."""
     from cnnlab.data import load_dataset
-    from cnnlab.quest.db import init_competition, make_db_engine
+    from cnnlab.quest.db import check_competition_numbers, init_competition, make_db_engine
 
+    check_competition_numbers(seed=seed, daily_limit=daily_limit)  # before the file is made
     engine = make_db_engine(db, create=True)  # a bad URL or file fails before the data loads
     try:
         with database_errors(db), engine.connect():

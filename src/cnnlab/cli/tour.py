@@ -19,6 +19,7 @@ from cnnlab.cli.zoo import model_zoo, zoo_table
 from cnnlab.data import resolve_dataset
 from cnnlab.data.download import terminal_progress
 from cnnlab.ops import SLIDE_2D, SLIDE_2D_STRIDE2, SLIDE_POOL_AVG, SLIDE_POOL_MAX, SLIDE_RGB
+from cnnlab.runtime.validate import check_positive_int
 from cnnlab.summary import format_darknet, format_keras, summarize
 from cnnlab.train import TrainResult, default_config, train
 
@@ -26,24 +27,33 @@ TOUR_MODEL = "lenet-like"
 # The tour's crossover: three widths of the slide's MLP, each timed ~1.5 s and extrapolated to
 # the epoch, so the hardware step takes ~30 s on 2 cores (`cnnlab bench crossover` does it all).
 TOUR_CROSSOVER = CrossoverConfig(widths=(16, 512, 4096), batch_sizes=(32, 256), max_seconds=1.5)
+DEFAULT_DATA = "fashion-mnist"
 FALLBACK_DATA = "digits"  # bundled with scikit-learn: needs no download
 
 
-def pick_dataset(preferred: str) -> tuple[str, str | None]:
-    """``preferred`` if it can be found or fetched, else the bundled digits and why."""
+def pick_dataset(chosen: str | None) -> tuple[str, str | None]:
+    """The dataset to train on, and why it is not the one asked for.
+
+    ``--data`` given: that dataset or an error (exit 2). Not given: Fashion-MNIST if it can be
+    found or fetched, else the bundled digits, and why.
+    """
+    preferred = DEFAULT_DATA if chosen is None else chosen
     if preferred == FALLBACK_DATA:
         return preferred, None
     try:
         with terminal_progress() as progress:
             resolve_dataset(preferred, progress=progress)
     except (ValueError, OSError) as error:
+        if chosen is not None:
+            raise
         return FALLBACK_DATA, f"{error}\nThe tour trains on scikit-learn's bundled digits instead."
     return preferred, None
 
 
-def train_step(preferred: str, epochs: int | None, json_output: bool) -> tuple[TrainResult, str]:
+def train_step(
+    data: str, why: str | None, epochs: int | None, json_output: bool
+) -> tuple[TrainResult, str]:
     """Train the slide's LeNet-like with its recipe: the training part of the tour."""
-    data, why = pick_dataset(preferred)
     console = err if json_output else out
     if why:
         console.print(f"[yellow]{escape(why)}[/]")
@@ -57,7 +67,7 @@ def train_step(preferred: str, epochs: int | None, json_output: bool) -> tuple[T
     return train(config, print_fn=log), data
 
 
-@user_errors
+@user_errors(flags={"epochs": "--epochs", "name": "--data", "data": "--data"})
 def tour_command(
     train_model: Annotated[
         bool, typer.Option("--train/--no-train", help="Train the LeNet-like.")
@@ -67,9 +77,12 @@ def tour_command(
         typer.Option("--hardware/--no-hardware", help="End with this machine and a crossover."),
     ] = True,
     data: Annotated[
-        str,
-        typer.Option(help="Dataset for the training step; digits if it cannot be found."),
-    ] = "fashion-mnist",
+        str | None,
+        typer.Option(
+            help="Dataset for the training step (default fashion-mnist, or the bundled digits "
+            "if it cannot be found)."
+        ),
+    ] = None,
     epochs: Annotated[
         int | None, typer.Option(help="Epochs of the training step (default: the recipe's).")
     ] = None,
@@ -77,13 +90,17 @@ def tour_command(
 ) -> None:
     """A walk through the lecture: kernels, pooling, LeNet-like, Darknet19, the zoo, training,
     and the hardware (this machine, and a small CPU-vs-GPU crossover)."""
+    if epochs is not None:
+        check_positive_int("--epochs", epochs)
+    # The dataset is settled before the tour starts: a --data that cannot be had is exit 2.
+    data_name, why = pick_dataset(data) if train_model else (None, None)
     lenet, darknet = summarize("lenet-like"), summarize("darknet19")
     conv_examples = (SLIDE_2D, SLIDE_2D_STRIDE2, SLIDE_RGB)
     pools = (SLIDE_POOL_MAX, SLIDE_POOL_AVG)
     if json_output:
         data_used, result, crossover = None, None, None
         if train_model:
-            result, data_used = train_step(data, epochs, json_output=True)
+            result, data_used = train_step(data_name, why, epochs, json_output=True)
         if hardware:
             crossover = run_crossover(TOUR_CROSSOVER).to_dict()
         print_json(
@@ -126,7 +143,7 @@ def tour_command(
     out.print()
     if train_model:
         out.print(Rule("8. Training the LeNet-like, data on the device", align="left"))
-        result, _ = train_step(data, epochs, json_output=False)
+        result, _ = train_step(data_name, why, epochs, json_output=False)
         print_result(result, result_plots(result))
         out.print()
     if hardware:

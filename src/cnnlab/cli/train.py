@@ -59,6 +59,27 @@ DataDirOption = Annotated[
 ]
 
 
+# TrainConfig's fields as the options that set them: the library names its Python arguments.
+TRAIN_FLAGS = {
+    "epochs": "--epochs",
+    "steps": "--steps",
+    "batch_size": "--batch-size",
+    "lr": "--lr",
+    "momentum": "--momentum",
+    "weight_decay": "--weight-decay",
+    "label_smoothing": "--label-smoothing",
+    "val_split": "--val-split",
+    "patience": "--patience",
+    "grad_clip": "--grad-clip",
+    "seed": "--seed",
+    "threads": "--threads",
+    "device": "--device",
+    "out": "--out",
+    "model_kwargs": "--model-arg",
+    "data_dir": "--data-dir",
+}
+
+
 def training_log(json_output: bool) -> Callable[[str], None]:
     """Epoch lines to stdout, or to stderr when stdout is for JSON."""
     console = err if json_output else out
@@ -106,7 +127,7 @@ def parse_model_args(items: list[str] | None) -> dict[str, Any]:
     return kwargs
 
 
-@user_errors(flags={"out": "--out", "model_kwargs": "--model-arg", "data_dir": "--data-dir"})
+@user_errors(flags=TRAIN_FLAGS)
 def train_command(
     model: Annotated[
         str | None,

@@ -11,6 +11,7 @@ naming the file.
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -115,9 +116,16 @@ def _load_alike(paths: list[Path]) -> np.ndarray:
     loaded = []
     for path in paths:
         try:
-            with Image.open(path) as image:
-                image.load()
-        except (OSError, UnidentifiedImageError) as error:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)  # a bomb is refused
+                with Image.open(path) as image:
+                    image.load()
+        except (
+            OSError,
+            UnidentifiedImageError,
+            Image.DecompressionBombError,
+            Image.DecompressionBombWarning,
+        ) as error:
             raise ValueError(f"folder dataset: cannot read the image {path} ({error})") from None
         if image.mode not in _GRAY_MODES + _COLOUR_MODES:
             raise ValueError(

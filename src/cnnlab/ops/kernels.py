@@ -116,10 +116,20 @@ def load_input(path: str | Path) -> np.ndarray:
                 warnings.simplefilter("ignore", UserWarning)  # numpy warns on an empty file
                 data = np.loadtxt(p, delimiter=",", dtype=np.float64, ndmin=2)
         else:
-            with Image.open(p) as image:
-                data = np.asarray(image.convert("L"))
+            with warnings.catch_warnings():
+                # Pillow only warns between its pixel limit and twice it: refuse both alike.
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(p) as image:
+                    data = np.asarray(image.convert("L"))
         array = np.asarray(data, dtype=np.float64)
-    except (OSError, ValueError, TypeError, UnidentifiedImageError) as error:
+    except (
+        OSError,
+        ValueError,
+        TypeError,
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as error:
         raise ValueError(
             f"input could not be read ({error}). Accepted formats: {INPUT_FORMATS}. "
             f"Received: input={str(p)!r}"

@@ -43,6 +43,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError
 
 from cnnlab.quest.tokens import DUMMY_SALT, Principal, new_token, verify_secret
+from cnnlab.runtime.validate import check_int
 
 MAX_NAME_LENGTH = 100
 SQLITE_BUSY_TIMEOUT_S = 30
@@ -305,6 +306,15 @@ def split_private(count: int, seed: int) -> np.ndarray:
     return private
 
 
+MAX_DAILY_LIMIT = 1_000_000  # fits every database's INTEGER; a limit this high is no limit
+
+
+def check_competition_numbers(*, seed: int, daily_limit: int) -> None:
+    """The split's seed (NumPy's range) and the daily limit, refused before a file is made."""
+    check_int("seed", seed, low=0, high=2**32 - 1)
+    check_int("daily_limit", daily_limit, low=1, high=MAX_DAILY_LIMIT)
+
+
 def init_competition(
     db_url: str,
     *,
@@ -332,8 +342,7 @@ def init_competition(
             f"labels must lie in 0..{num_classes - 1}. "
             f"Received: values from {answers.min()} to {answers.max()}"
         )
-    if daily_limit < 1:
-        raise ValueError(f"daily_limit must be at least 1. Received: daily_limit={daily_limit}")
+    check_competition_numbers(seed=seed, daily_limit=daily_limit)
     close = parse_close_at(close_at)
     now = utc_now()
     with open_engine(db_url, create=True) as engine:

@@ -17,6 +17,7 @@ from cnnlab.models import get_model_spec
 from cnnlab.runtime.validate import (
     check_bool,
     check_choice,
+    check_int,
     check_number,
     check_positive_int,
     is_integer,
@@ -42,6 +43,28 @@ class Precision(str, Enum):
 
 
 _DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+MAX_EPOCHS = 1_000_000  # beyond this a run would not end in a lifetime, even on tiny data
+THREADS_PER_CPU = 4  # more threads than this per usable CPU only make them wait for each other
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask), not all the machine has."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def check_threads(name: str, value: Any) -> None:
+    """``value`` is None or from 1 to 4 threads per usable CPU (a typo like 1000 is refused)."""
+    high = THREADS_PER_CPU * usable_cpus()
+    if value is None or (is_integer(value) and 1 <= value <= high):
+        return
+    raise ValueError(
+        f"{name} must be an integer from 1 to {high} ({THREADS_PER_CPU} per CPU this process may "
+        f"use: {usable_cpus()}). Received: {name}={value!r}"
+    )
 
 
 @dataclass(frozen=True)
@@ -97,12 +120,12 @@ class TrainConfig:
             options = {"optimizer": Optimizer, "schedule": Schedule, "precision": Precision}[name]
             object.__setattr__(self, name, check_choice(name, getattr(self, name), options))
 
-        check_positive_int("epochs", self.epochs)
+        check_int("epochs", self.epochs, low=1, high=MAX_EPOCHS)
         check_positive_int("steps", self.steps, optional=True)
         check_positive_int("batch_size", self.batch_size)
         check_positive_int("eval_batch_size", self.eval_batch_size)
         check_positive_int("patience", self.patience, optional=True)
-        check_positive_int("threads", self.threads, optional=True)
+        check_threads("threads", self.threads)
         if not is_integer(self.seed) or not 0 <= self.seed < 2**32:
             raise ValueError(f"seed must be an integer in [0, 2**32). Received: seed={self.seed!r}")
         check_number("lr", self.lr, 0.0, math.inf, "a positive number", open_low=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -277,12 +278,19 @@ def _open_image(path: Path) -> Image.Image:
         raise ValueError(f"{path} is a folder, expected an image file (PNG, JPEG, ...)")
     expected = "expected PNG, JPEG, BMP, ..."
     try:
-        with Image.open(path) as picture:
-            picture.load()  # decode now: a truncated file fails here, not later
-            return picture.copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # a bomb is refused
+            with Image.open(path) as picture:
+                picture.load()  # decode now: a truncated file fails here, not later
+                return picture.copy()
     except UnidentifiedImageError:
         raise ValueError(f"{path} is not an image Pillow can read ({expected})") from None
-    except (Image.DecompressionBombError, OSError, SyntaxError) as error:
+    except (
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+        OSError,
+        SyntaxError,
+    ) as error:
         reason = str(error).strip() or type(error).__name__
         raise ValueError(f"{path} is not an image Pillow can read ({expected}): {reason}") from None
 
