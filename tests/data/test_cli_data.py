@@ -71,7 +71,8 @@ def test_fetch_downloads_then_finds_it_cached(served_tiny):
     assert "downloaded and verified into" in run("data", "fetch", "tiny")
     assert (cache_dir("tiny") / "train-images-idx3-ubyte.gz").is_file()
     result = json.loads(run("data", "fetch", "tiny", "--json"))
-    assert result == {"name": "tiny", "path": str(cache_dir("tiny")), "source": "cache"}
+    expected = {"name": "tiny", "path": str(cache_dir("tiny")), "source": "cache", "skipped": []}
+    assert result == expected
     assert "nothing to fetch" in run("data", "fetch", "digits")
 
 

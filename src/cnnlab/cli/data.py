@@ -151,16 +151,27 @@ def fetch_command(
     name: Annotated[str, typer.Argument(help="A dataset from `cnnlab data list`.")],
     json_output: JsonOption = False,
 ) -> None:
-    """Download a dataset into the cache ($CNNLAB_HOME, default ~/.cache/cnnlab), verified."""
+    """Make a dataset available, verified: a copy in the cache or an installed system copy
+    (/usr/share/datasets) is used as it is; else a download into the cache ($CNNLAB_HOME,
+    default ~/.cache/cnnlab). A corrupt copy is skipped, and said so."""
     with terminal_progress() as progress, output_errors("CNNLAB_HOME", cnnlab_home()):
         resolved = fetch_dataset(name, progress=progress)
-    result = {"name": resolved.name, "path": str(resolved.path), "source": resolved.source}
+    result = {
+        "name": resolved.name,
+        "path": str(resolved.path),
+        "source": resolved.source,
+        "skipped": list(resolved.skipped),
+    }
     if json_output:
         print_json(result)
         return
+    for note in resolved.skipped:
+        out.print(f"skipped: {note}", markup=False)
     messages = {
         "download": f"{name}: downloaded and verified into {resolved.path}",
-        "cache": f"{name}: already in the cache at {resolved.path}",
+        "cache": f"{name}: already in the cache at {resolved.path} (verified)",
+        "system": f"{name}: using the installed system copy at {resolved.path} (verified); "
+        "nothing to download",
         "bundled": f"{name}: bundled with scikit-learn ({resolved.path}); nothing to fetch",
     }
-    out.print(escape(messages[resolved.source]))
+    out.print(messages[resolved.source], markup=False)

@@ -301,6 +301,8 @@ def load_dataset(
         return _dataset(name, classes, arrays, str(resolved), flip_ok=False)
     entry = get_entry(name)
     resolved = resolve_dataset(name, data_dir=data_dir, download=download, progress=progress)
+    for note in resolved.skipped:  # a corrupt copy did not hide a good one: say which is used
+        warnings.warn(f"{note}; using {resolved}", stacklevel=2)
     if entry.format is DataFormat.SKLEARN_DIGITS:
         arrays = dict(zip(_SPLITS, read_digits(), strict=True))
         source = "scikit-learn's load_digits (bundled)"

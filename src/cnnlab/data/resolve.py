@@ -6,17 +6,22 @@
 4. a download from the catalogue's mirrors, in order, into the cache.
 
 A file may be present as published (``.gz``) or uncompressed (the same name without ``.gz``).
+A copy in the cache or a system folder is verified against the catalogue's checksums before it
+is used: a corrupt copy is skipped (and said so in ``ResolvedDataset.skipped``), and the next
+source is tried. Verified files are remembered (``verified.json`` in the cache, by path, size
+and modification time), so a file is hashed once, not on every run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab.data.catalog import FOLDER_PREFIX, DataFormat, DatasetEntry, get_entry, list_datasets
-from cnnlab.data.download import ProgressCallback, download
+from cnnlab.data.download import ProgressCallback, checksum_problem, download
 
 SYSTEM_DIRS: tuple[Path, ...] = (Path("/usr/share/datasets"),)
 SOURCES = ("data-dir", "cache", "system", "download", "bundled")
@@ -40,6 +45,7 @@ class ResolvedDataset:
     path: Path
     source: str  # one of SOURCES
     files: tuple[Path, ...] = ()
+    skipped: tuple[str, ...] = ()  # copies found corrupt on the way, and why
 
     def __str__(self) -> str:
         return f"{self.path} ({self.source})"
@@ -70,13 +76,14 @@ def resolve_dataset(
         return ResolvedDataset(name, _sklearn_data_folder(), "bundled")
     if data_dir is not None:
         return _from_data_dir(entry, Path(data_dir).expanduser())
+    skipped: list[str] = []
     for folder, source in _local_folders(name):
-        files, _ = match_files(entry, folder)
-        if files:
-            return ResolvedDataset(name, folder, source, files)
+        found = _verified_copy(entry, folder, source, skipped)
+        if found is not None:
+            return found
     if not download:
-        raise FileNotFoundError(three_ways_message(entry, "downloading is turned off"))
-    return _download_into_cache(entry, progress)
+        raise FileNotFoundError(three_ways_message(entry, "downloading is turned off", skipped))
+    return _download_into_cache(entry, progress, skipped)
 
 
 def fetch_dataset(name: str, *, progress: ProgressCallback | None = None) -> ResolvedDataset:
@@ -86,20 +93,75 @@ def fetch_dataset(name: str, *, progress: ProgressCallback | None = None) -> Res
     entry = get_entry(name)
     if entry.format is DataFormat.SKLEARN_DIGITS:
         return ResolvedDataset(name, _sklearn_data_folder(), "bundled")
-    files, _ = match_files(entry, cache_dir(name))
-    if files:
-        return ResolvedDataset(name, cache_dir(name), "cache", files)
-    return _download_into_cache(entry, progress)
+    return resolve_dataset(name, progress=progress)  # a verified local copy needs no download
 
 
-def _download_into_cache(entry: DatasetEntry, progress: ProgressCallback | None) -> ResolvedDataset:
+def _verified_copy(
+    entry: DatasetEntry, folder: Path, source: str, skipped: list[str]
+) -> ResolvedDataset | None:
+    """The copy in ``folder`` if it is complete and every file matches the catalogue; a
+    corrupt copy is added to ``skipped`` (and, in the cache, removed so a download replaces it)."""
+    files, _ = match_files(entry, folder)
+    if not files:
+        return None
+    for data_file, path in zip(entry.files, files, strict=True):
+        problem = _checksum_problem_cached(path, data_file.md5, data_file.sha256)
+        if problem:
+            skipped.append(f"the {source} copy {path} is corrupt ({problem})")
+            if source == "cache":
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            return None
+    return ResolvedDataset(entry.name, folder, source, files, tuple(skipped))
+
+
+def _checksum_problem_cached(path: Path, md5: str | None, sha256: str | None) -> str:
+    """``checksum_problem``, skipped for a file verified before and unchanged since."""
+    stat = path.stat()
+    key, identity = str(path.resolve()), [stat.st_size, stat.st_mtime_ns, md5, sha256]
+    stamps = _read_stamps()
+    if stamps.get(key) == identity:
+        return ""
+    problem = checksum_problem(path, md5=md5, decoded_sha256=sha256)
+    if not problem:
+        _write_stamps({**stamps, key: identity})
+    return problem
+
+
+def _stamps_file() -> Path:
+    return cnnlab_home() / "datasets" / "verified.json"
+
+
+def _read_stamps() -> dict[str, list]:
+    try:
+        stamps = json.loads(_stamps_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return stamps if isinstance(stamps, dict) else {}
+
+
+def _write_stamps(stamps: dict[str, list]) -> None:
+    """Best effort: an unwritable cache only means hashing again next time."""
+    path = _stamps_file()
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(stamps))
+        os.replace(temporary, path)
+
+
+def _download_into_cache(
+    entry: DatasetEntry, progress: ProgressCallback | None, skipped: list[str] | None = None
+) -> ResolvedDataset:
     try:
         files = download_entry(entry, cache_dir(entry.name), progress=progress)
     except ConnectionError as error:
         raise FileNotFoundError(
-            three_ways_message(entry, f"the download failed: {error}")
+            three_ways_message(entry, f"the download failed: {error}", skipped or [])
         ) from None
-    return ResolvedDataset(entry.name, cache_dir(entry.name), "download", files)
+    return ResolvedDataset(
+        entry.name, cache_dir(entry.name), "download", files, tuple(skipped or ())
+    )
 
 
 def _local_folders(name: str) -> list[tuple[Path, str]]:
@@ -172,12 +234,13 @@ def download_entry(
     return tuple(paths)
 
 
-def three_ways_message(entry: DatasetEntry, reason: str) -> str:
+def three_ways_message(entry: DatasetEntry, reason: str, skipped: list[str] | None = None) -> str:
     """The error when nothing works: why, then exactly the three ways to get the data."""
     system = ", ".join(str(folder / entry.name) for folder in SYSTEM_DIRS)
+    corrupt = "".join(f" ({note})" for note in skipped or ())
     return (
         f"dataset {entry.name!r} is not available: not in the cache ({cache_dir(entry.name)}) "
-        f"nor in {system}, and {reason}. Three ways to get it: {how_to_get(entry)}"
+        f"nor in {system}{corrupt}, and {reason}. Three ways to get it: {how_to_get(entry)}"
     )
 
 
