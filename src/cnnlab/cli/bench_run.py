@@ -30,7 +30,9 @@ from cnnlab.cli.train import (
     run_folder_errors,
     training_exits,
     training_log,
+    warn_if_cpus_shared,
 )
+from cnnlab.runtime.contention import CpuCounters
 from cnnlab.train import default_config
 
 # The library's notes and errors name BenchRunConfig's fields; the command names its options.
@@ -107,7 +109,9 @@ def bench_run_command(
         ceilings=str(ceilings) if ceilings is not None else None,
     )
     with training_exits(), run_folder_errors(out_dir):
+        start = CpuCounters.read()
         result = bench_run(config, print_fn=training_log(json_output))
+    warn_if_cpus_shared(start, result.device, result.context.get("threads"))
     if json_output:
         print_json(result.to_dict())
         return

@@ -21,8 +21,10 @@ from cnnlab.cli.common import (
     output_errors,
     print_error,
     print_json,
+    print_warning,
     user_errors,
 )
+from cnnlab.runtime.contention import CpuCounters, busy_note, others_cpu_share
 from cnnlab.runtime.files import RUNS_FOLDER
 from cnnlab.train import (
     TrainingDiverged,
@@ -100,6 +102,22 @@ def training_exits() -> Iterator[None]:
     except TrainingDiverged as error:
         print_error(str(error))
         raise typer.Exit(DIVERGED_EXIT) from None
+
+
+def warn_if_cpus_shared(start: CpuCounters | None, device: str, threads: object) -> None:
+    """After a run on the CPU: a one-line warning when other processes took a large share of
+    the CPUs meanwhile (the timings are then slow and noisy), with what to try."""
+    if not device.startswith("cpu"):
+        return
+    note = busy_note(others_cpu_share(start, CpuCounters.read()))
+    if note is not None:
+        print_warning(
+            f"{note}. Next to a busy process fewer threads are often faster: try --threads 1 "
+            f"(this run used {threads})",
+            UserWarning,
+            "",
+            0,
+        )
 
 
 def run_folder_errors(out_dir: Path | None) -> contextlib.AbstractContextManager[None]:
@@ -242,7 +260,9 @@ def train_command(
                 )
             config = default_config(model, data, **given)
             with run_folder_errors(out_dir):
+                start = CpuCounters.read()
                 result = train(config, print_fn=log)
+            warn_if_cpus_shared(start, result.context.get("device", ""), config.threads or "all")
     plots = result_plots(result)
     if json_output:
         print_json(result.to_dict())
@@ -257,8 +277,10 @@ def result_plots(result: TrainResult) -> list[str]:
 def print_result(result: TrainResult, plots: list[str]) -> None:
     val = result.best_val_accuracy
     best = f" (best val accuracy {val:.2%})" if val is not None else ""
+    # Steps first: a run stopped by --steps may end inside its first epoch.
+    steps = f"{result.steps:,} step{'s' if result.steps != 1 else ''}"
     epochs = f"{result.epochs_run} epoch{'s' if result.epochs_run != 1 else ''}"
-    out.print(f"test accuracy {result.test_accuracy:.2%} after {epochs}{best}")
+    out.print(f"test accuracy {result.test_accuracy:.2%} after {steps} in {epochs}{best}")
     out.print(
         f"time: training {result.train_seconds:.2f} s ({result.images_per_second:,.0f} images/s), "
         f"evaluation {result.eval_seconds:.2f} s"
