@@ -235,7 +235,7 @@ def test_cli_json_is_bench_json(tmp_path, ceilings_file, no_rapl):
         (["--price-usd", "0"], "a price must be positive"),
         (["--usd-per-hour", "-2"], "a cost per hour must be >= 0"),
         (["--steps", "0"], "steps must be a positive integer"),
-        (["--epochs", "0"], "epochs must be a positive integer"),
+        (["--epochs", "0"], "--epochs must be an integer from 1 to 1000000"),
         (["--data", "digits", "--ceilings", "/nonexistent/c.json"], "ceilings: no such file"),
     ],
 )

@@ -161,7 +161,7 @@ def test_limit_train_trains_the_cnn_on_the_classical_models_images(tmp_path, mon
         ({"limit_train": 0}, r"limit_train must be > 0\. Received: limit_train=0"),
         ({"limit_test": -5}, "limit_test must be > 0"),
         ({"cnn_overrides": {"seed": 1}}, "set by the baselines run itself"),
-        ({"cnn_overrides": {"epochs": 0}}, "epochs must be a positive integer"),
+        ({"cnn_overrides": {"epochs": 0}}, "epochs must be an integer from 1 to 1000000"),
     ],
 )
 def test_bad_config_is_a_clear_error(kwargs, message):

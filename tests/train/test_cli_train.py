@@ -87,11 +87,11 @@ def test_resume_with_the_same_model_name_is_accepted(finished_run):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["lenet-like", *QUICK, "--batch-size", "0"], "Received: batch_size=0"),
-        (["lenet-like", *QUICK, "--epochs", "0"], "epochs must be a positive integer"),
-        (["lenet-like", *QUICK, "--val-split", "1.5"], "Received: val_split=1.5"),
+        (["lenet-like", *QUICK, "--batch-size", "0"], "Received: --batch-size=0"),
+        (["lenet-like", *QUICK, "--epochs", "0"], "--epochs must be an integer from 1 to 1000000"),
+        (["lenet-like", *QUICK, "--val-split", "1.5"], "Received: --val-split=1.5"),
         (["lenet-like", *QUICK, "--patience", "2"], "needs a validation set"),
-        (["lenet-like", *QUICK, "--device", "tpu"], "Received: device='tpu'"),
+        (["lenet-like", *QUICK, "--device", "tpu"], "Received: --device='tpu'"),
         (["lenet-like", *QUICK, "--model-arg", "width"], "--model-arg expects KEY=VALUE"),
         (["lenet-like", *QUICK, "--model-arg", "depth=3"], "unexpected argument(s) depth"),
         (["lenet", *QUICK], "Unknown model: name='lenet'"),

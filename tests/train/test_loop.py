@@ -272,7 +272,8 @@ def test_an_output_folder_with_a_run_is_not_overwritten(tmp_path):
 @pytest.mark.parametrize(
     "field, value, expected",
     [
-        ("epochs", 0, "epochs must be a positive integer. Received: epochs=0"),
+        ("epochs", 0, "epochs must be an integer from 1 to 1000000. Received: epochs=0"),
+        ("epochs", 10**20, "Received: epochs=100000000000000000000"),
         ("epochs", -3, "Received: epochs=-3"),
         ("batch_size", 0, "batch_size must be a positive integer. Received: batch_size=0"),
         ("batch_size", 2.5, "Received: batch_size=2.5"),
@@ -289,6 +290,7 @@ def test_an_output_folder_with_a_run_is_not_overwritten(tmp_path):
         ("device", "gpu", "device must be auto, cpu, cuda, cuda:N or mps. Received: device='gpu'"),
         ("seed", -1, "Received: seed=-1"),
         ("threads", 0, "Received: threads=0"),
+        ("threads", 10_000, "threads must be an integer from 1 to"),
         ("weight_decay", -1e-4, "Received: weight_decay=-0.0001"),
         ("grad_clip", 0.0, "Received: grad_clip=0.0"),
         ("augment", "yes", "augment must be True or False"),
