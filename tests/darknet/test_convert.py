@@ -5,6 +5,8 @@ and Debian's darknet binary as independent readers of the exported files."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -185,7 +187,13 @@ def test_maxpool_padding_and_ceil_mode_follow_pytorch():
 
 @pytest.mark.parametrize(
     "name",
-    ["lenet-like", "lenet5", "mlp", pytest.param("darknet19", marks=pytest.mark.slow)],
+    [
+        "lenet-like",
+        "lenet5",
+        "mlp",
+        pytest.param("darknet19", marks=pytest.mark.slow),
+        pytest.param("alexnet", marks=pytest.mark.slow),
+    ],
 )
 def test_opencv_reads_the_export_as_the_cnnlab_model(name, tmp_path):
     cv2 = pytest.importorskip("cv2", reason="opencv-python-headless is not installed")
@@ -241,3 +249,12 @@ def test_debian_darknet19_cfg_imports(tmp_path):
         pytest.skip("Debian's darknet package is not installed (/usr/share/darknet)")
     model = create_model("darknetcfg", cfg=(CFG_DIR / "darknet19.cfg").read_text())
     assert model.cnnlab.input_shape == (3, 256, 256) and model.cnnlab.num_classes == 1000
+
+
+def test_darknetcfg_and_conversion_import_without_opencv():
+    code = (
+        "import sys, cnnlab, cnnlab.darknet.convert; cnnlab.create_model('darknetcfg'); "
+        "assert 'cv2' not in sys.modules, 'cv2 was imported'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
