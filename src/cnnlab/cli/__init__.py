@@ -2,12 +2,14 @@
 
 One module per command group (``explain``, ``zoo``, ``data``, ``train``, ``predict``, ``hw``,
 ``bench``, ``bench_run``, ``quest``, ``quest_baselines``, ``tour``), all thin. Every command takes
-``--json``. Bad input (a ``ValueError`` or ``FileNotFoundError`` from the library) is printed as
-one line on stderr, without a traceback, and exits with status 2.
+``--json`` but ``quest serve``. Bad input (a ``ValueError`` or ``FileNotFoundError`` from the
+library) is printed as one line on stderr, without a traceback, and exits with status 2; under
+``--json`` it is also printed on stdout as ``{"error": "..."}``.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Annotated
 
@@ -92,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
         where = f"{context.command_path}: " if context is not None else ""
         received = _received(getattr(error, "param", None), args)
         err.print(f"error: {where}{message}{received}", markup=False, highlight=False)
+        if "--json" in args:  # as every other error under --json: also JSON on stdout
+            print(json.dumps({"error": f"{where}{message}{received}"}))
         raise SystemExit(error.exit_code) from None
     except Abort:
         err.print("interrupted", markup=False, highlight=False)

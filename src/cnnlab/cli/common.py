@@ -42,7 +42,8 @@ def user_errors(
     ``ValueError``, ``FileNotFoundError`` and other ``OSError``s (a read-only folder, a full
     disk) print one line; Ctrl-C prints one line and exits 130. ``flags`` maps the library's
     parameter names to the command's options (``{"db_url": "--db"}``): the library names its
-    Python arguments (``Received: db_url='x'``), the user reads the flag they typed.
+    Python arguments (``Received: db_url='x'``), the user reads the flag they typed. Under
+    ``--json`` the same message is also printed on stdout as ``{"error": "..."}``.
     """
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -53,14 +54,17 @@ def user_errors(
                     warnings.showwarning = print_warning
                     return function(*args, **kwargs)
             except ValueError as error:
-                print_error(name_flags(str(error), flags or {}))
+                message = name_flags(str(error), flags or {})
             except OSError as error:
-                print_error(name_flags(describe_os_error(error), flags or {}))
+                message = name_flags(describe_os_error(error), flags or {})
             except OverflowError as error:  # a number too large for C, SQLite or numpy
-                print_error(f"a number is too large ({error}): expected a smaller value")
+                message = f"a number is too large ({error}): expected a smaller value"
             except KeyboardInterrupt:
                 err.print(Text("interrupted (Ctrl-C)"))
                 raise typer.Exit(INTERRUPTED_EXIT) from None
+            print_error(message)
+            if kwargs.get("json_output"):  # under --json a script reads the error on stdout too
+                print(json.dumps({"error": " ".join(message.split())}))
             raise typer.Exit(USAGE_EXIT)
 
         return wrapper
