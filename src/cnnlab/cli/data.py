@@ -12,6 +12,8 @@ from cnnlab.cli.common import WholeTable, out, output_errors, print_json, user_e
 from cnnlab.data import fetch_dataset, get_entry, load_dataset, locate_datasets, save_sample_grid
 from cnnlab.data.download import terminal_progress
 from cnnlab.data.resolve import cnnlab_home
+from cnnlab.runtime.files import atomic_write
+from cnnlab.runtime.validate import check_int
 
 data_app = typer.Typer(
     name="data",
@@ -175,3 +177,53 @@ def fetch_command(
         "bundled": f"{name}: bundled with scikit-learn ({resolved.path}); nothing to fetch",
     }
     out.print(messages[resolved.source], markup=False)
+
+
+@data_app.command("export-images")
+@user_errors(flags={"out": "--out", "count": "--count", "data_dir": "--data-dir"})
+def export_images_command(
+    name: Annotated[str, typer.Argument(help="A dataset from `cnnlab data list`.")],
+    count: Annotated[int, typer.Option(help="How many test images, from the first.")] = 5,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for the PNGs and labels.csv.")
+    ] = Path("samples"),
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="A folder holding the dataset's files.")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Write the first COUNT test images as PNG files (the label in each file name) and a
+    labels.csv, to try `cnnlab predict` and `cnnlab explain conv --input` on real images."""
+    check_int("count", count, low=1, high=MAX_EXPORT)
+    dataset = load_dataset(name, data_dir=data_dir)
+    count = min(count, len(dataset.test_labels))
+    with output_errors("--out", out_dir):
+        written = export_test_images(dataset, count, out_dir)
+    if json_output:
+        print_json({"name": name, "out": str(out_dir), "files": [str(p) for p, _ in written]})
+        return
+    for path, label in written:
+        out.print(f"{path}  {label}", markup=False)
+    out.print(f"labels: {out_dir / 'labels.csv'}", markup=False)
+
+
+MAX_EXPORT = 10_000
+
+
+def export_test_images(dataset: Any, count: int, folder: Path) -> list[tuple[Path, str]]:
+    """``test-0000-sneaker.png`` ...: grayscale or RGB PNGs, written atomically, and a CSV."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for index in range(count):
+        pixels = dataset.test_images[index].numpy()  # (C, H, W) uint8
+        label = dataset.classes[int(dataset.test_labels[index])]
+        safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in label)
+        path = folder / f"test-{index:04d}-{safe}.png"
+        image = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0))
+        atomic_write(path, lambda file, image=image: image.save(file, format="PNG"))
+        written.append((path, label))
+    rows = "file,label\n" + "".join(f"{path.name},{label}\n" for path, label in written)
+    atomic_write(folder / "labels.csv", lambda file: file.write(rows.encode()))
+    return written
