@@ -158,7 +158,9 @@ def tour_command(
             out.print(line)
         out.print()
     out.print(
-        "Next: cnnlab explain conv --input photo.png --kernel sobel-x --out maps.png, "
+        "Next: cnnlab data export-images fashion-mnist --out samples/, "
+        "cnnlab explain conv --input samples/test-0000-Ankle-boot.png --kernel sobel-x "
+        "--out maps.png, "
         "cnnlab summary MODEL --style darknet, cnnlab data list, "
         "cnnlab predict RUN_DIR image.png, cnnlab bench crossover, cnnlab hw catalog, cnnlab --help"
     )
