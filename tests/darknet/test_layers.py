@@ -148,3 +148,24 @@ def test_activations_match_darknets_formulas(name):
     }
     expected = [formulas[name](float(v)) for v in x]
     np.testing.assert_allclose(L.Activation(name)(x).numpy(), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_batch_norm_divides_by_sqrt_var_plus_eps_as_darknet_in_eval():
+    """normalize_cpu: (x - mean) / (sqrt(var) + .000001f); a channel of tiny variance shows it."""
+    conv = L.Convolutional(2, 3, 1, 1, 0, 1, True, "linear").eval()
+    with torch.no_grad():
+        conv.bn.running_var.copy_(torch.tensor([1e-8, 1.0, 2.0]))
+        conv.bn.running_mean.copy_(torch.tensor([0.1, -0.2, 0.3]))
+        conv.bn.weight.copy_(torch.tensor([0.5, 1.5, 1.0]))
+        conv.bn.bias.copy_(torch.tensor([0.1, 0.0, -0.1]))
+        x = torch.randn(2, 2, 4, 4, dtype=torch.float64).float()
+        y = conv.conv(x).double()
+        bn = conv.bn
+        view = (1, -1, 1, 1)
+        expected = (y - bn.running_mean.double().view(view)) / (
+            bn.running_var.double().sqrt().view(view) + 1e-6
+        ) * bn.weight.double().view(view) + bn.bias.double().view(view)
+        out = conv(x)
+        torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
+        conv.fold_batch_norm()
+        torch.testing.assert_close(conv(x), out, rtol=1e-5, atol=1e-3)

@@ -82,6 +82,28 @@ _IN_PLACE = {
 }
 
 
+class _DarknetNormalization:
+    """Darknet's inference batch norm: (x - mean) / (sqrt(var) + 1e-6) * scale + bias
+    (normalize_cpu), where PyTorch's divides by sqrt(var + eps): the two differ for channels of
+    tiny variance, which trained Darknet weights have. Training uses PyTorch's batch norm."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return super().forward(x)
+        shape = (1, -1) + (1,) * (x.dim() - 2)  # per channel, for (N, C) and (N, C, H, W)
+        scale = self.weight / (self.running_var.sqrt() + DARKNET_BN_EPS)
+        shift = self.bias - self.running_mean * scale
+        return torch.addcmul(shift.reshape(shape), x, scale.reshape(shape))
+
+
+class DarknetBatchNorm2d(_DarknetNormalization, nn.BatchNorm2d):
+    """BatchNorm2d that normalises as Darknet does in eval mode."""
+
+
+class DarknetBatchNorm1d(_DarknetNormalization, nn.BatchNorm1d):
+    """BatchNorm1d that normalises as Darknet does in eval mode."""
+
+
 class Convolutional(nn.Module):
     """[convolutional]: conv, then batch norm (whose beta is Darknet's bias), then activation."""
 
@@ -100,7 +122,7 @@ class Convolutional(nn.Module):
         self.conv = nn.Conv2d(
             in_channels, filters, size, stride, padding, groups=groups, bias=not batch_normalize
         )
-        self.bn = nn.BatchNorm2d(filters, eps=DARKNET_BN_EPS) if batch_normalize else None
+        self.bn = DarknetBatchNorm2d(filters, eps=DARKNET_BN_EPS) if batch_normalize else None
         self.act = Activation(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -178,7 +200,7 @@ class Connected(nn.Module):
     def __init__(self, inputs: int, outputs: int, batch_normalize: bool, activation: str) -> None:
         super().__init__()
         self.linear = nn.Linear(inputs, outputs, bias=not batch_normalize)
-        self.bn = nn.BatchNorm1d(outputs, eps=DARKNET_BN_EPS) if batch_normalize else None
+        self.bn = DarknetBatchNorm1d(outputs, eps=DARKNET_BN_EPS) if batch_normalize else None
         self.act = Activation(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
