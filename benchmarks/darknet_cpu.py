@@ -101,7 +101,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--threads must be positive. Received: {args.threads}")
     if args.dry_run and args.out and args.out.resolve().is_relative_to(RESULTS.resolve()):
         parser.error(
-            "--dry-run never writes into benchmarks/results. Received: --out " + str(args.out)
+            "--dry-run never writes into the recorded results: give --out a folder outside "
+            "benchmarks/results. Received: --out " + str(args.out)
         )
     return args
 

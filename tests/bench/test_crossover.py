@@ -271,7 +271,7 @@ def test_a_zoo_model_sweeps_the_batch_size(tmp_path):
         ({"devices": ("cpu", "cpu")}, r"devices must name each device once"),
         ({"data": "imagenet"}, r"data must be one of auto, mnist, .*Received: data='imagenet'"),
         ({"max_seconds": 0}, r"max_seconds must be > 0 .*Received: max_seconds=0"),
-        ({"samples": 0}, r"samples must be a positive integer. Received: samples=0"),
+        ({"samples": 0}, r"samples must be an integer from 1 to 100000000. Received: samples=0"),
         ({"model": "lenet6"}, r"Unknown model: name='lenet6'"),
         ({"model": "lenet5", "widths": (16,)}, r"widths applies to the MLP sweep only"),
     ],

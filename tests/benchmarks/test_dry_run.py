@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -101,8 +102,60 @@ def check_quest_load(result: dict, stdout: str) -> None:
     assert "p99 ms" in stdout
 
 
+def check_infer_cpu(result: dict, stdout: str) -> None:
+    context = result["context"]
+    assert context["benchmark"] == "infer_cpu"
+    assert context["dry_run"] is True
+    assert context["backends"][0] == "torch"  # the baseline every speed-up is measured against
+    assert context["omp_wait_policy"] == "PASSIVE"
+    (case,) = result["results"]
+    assert case["model"] == "lenet-like"
+    assert case["batches"] == [1, 4]
+    rows = case["rows"]
+    assert {row["backend"] for row in rows} == set(context["backends"])
+    assert {row["batch"] for row in rows} == {1, 4}
+    for row in rows:
+        assert 0 < row["p50_ms"] <= row["p99_ms"], row
+        assert row["images_per_second"] > 0
+        assert 0.0 <= row["accuracy"] <= 1.0
+        assert row["accuracy_change"] == pytest.approx(row["accuracy"] - rows[0]["accuracy"])
+        if row["backend"] == "torch":
+            assert row["speedup"] == 1.0 and row["file_bytes"] is None
+        else:
+            assert row["file_bytes"] > 0  # an exported file was really written and timed
+    for backend in context["backends"]:
+        assert backend in stdout
+    assert "p50 ms" in stdout and "speed-up" in stdout
+
+
+def check_darknet_cpu(result: dict, stdout: str) -> None:
+    context = result["context"]
+    for key in ("cnnlab_version", "git_commit", "torch_version", "python_version", "cpu"):
+        assert key in context, key
+    assert result["dry_run"] is True
+    assert result["batch"] == 1 and result["repeats"] == 2
+    assert result["input"] == [3, 32, 32]
+    assert result["omp_wait_policy"] == "PASSIVE"
+    assert set(result["load"]) >= {"loadavg_before", "loadavg_after"}
+    assert [int(n) for n in result["by_threads"]] == result["threads"]
+    for threads, rows in result["by_threads"].items():
+        for name in ("cnnlab", "pytorch eager"):
+            assert rows[name]["wall_ms"] > 0 and rows[name]["runs"] == 2, (threads, name)
+    darknet = result["results"].get("darknet (Debian)", {})
+    if shutil.which("darknet") is None:
+        assert "not installed" in darknet.get("skipped", "not installed")
+    else:
+        assert darknet["wall_ms"] > 0, darknet  # the real binary ran the same cfg
+    assert result["cnnlab_speedup"]["cnnlab"] == 1.0
+    for name, row in result["best"].items():
+        assert row["threads"] in result["threads"], name
+    assert "each at its best thread count" in stdout
+
+
 CHECKS: dict[str, tuple[str, Callable[[dict, str], None]]] = {
     "train_cpu.py": ("train_cpu.json", check_train_cpu),
+    "infer_cpu.py": ("infer_cpu.json", check_infer_cpu),
+    "darknet_cpu.py": ("darknet_cpu.json", check_darknet_cpu),
     "quest_load.py": ("quest_load.json", check_quest_load),
 }
 

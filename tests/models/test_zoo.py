@@ -41,6 +41,8 @@ GOLDEN_PARAMS = {
     "resnet101": 44_549_160,
     "resnet152": 60_192_808,
     "googlenet": 6_624_904,
+    # default cfg: 3*16*9 + 2*16 (BN) + 16*32*9 + 2*32 + 32*10 + 10 = 464 + 4,672 + 330
+    "darknetcfg": 5_466,
 }
 
 
