@@ -117,10 +117,12 @@ def test_resume_of_another_model_or_with_settings(finished_run):
     assert "holds a checkpoint of model 'lenet-like', not 'mlp'" in (
         run("mlp", "--resume", finished_run, code=2).stderr
     )
-    assert (
-        "remove --epochs, --lr"
-        in run("--resume", finished_run, "--lr", "1", "--epochs", "3", code=2).stderr
+    refused = run(
+        "--resume", finished_run, "--batch-size", "64", "--seed", "3", "--lr", "1", code=2
     )
+    assert "--batch-size, --seed cannot change" in refused.stderr  # --lr can: not named
+    assert f"Received: --resume {finished_run}" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
 
 
 def test_resume_of_something_else(tmp_path):

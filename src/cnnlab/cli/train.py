@@ -35,6 +35,7 @@ from cnnlab.train import (
     resume,
     train,
 )
+from cnnlab.train.changes import CHANGEABLE
 from cnnlab.train.config import Optimizer, Precision, Schedule
 
 DIVERGED_EXIT = 1
@@ -80,6 +81,11 @@ TRAIN_FLAGS = {
     "model_kwargs": "--model-arg",
     "data_dir": "--data-dir",
 }
+
+
+def option_name(field: str) -> str:
+    """The option that sets a TrainConfig field: ``batch_size`` -> ``--batch-size``."""
+    return TRAIN_FLAGS.get(field) or f"--{field.replace('_', '-')}"
 
 
 def training_log(json_output: bool) -> Callable[[str], None]:
@@ -204,7 +210,11 @@ def train_command(
     ] = None,
     resume_dir: Annotated[
         Path | None,
-        typer.Option("--resume", help="Continue the run in this folder from its checkpoint."),
+        typer.Option(
+            "--resume",
+            help="Continue the run in this folder from its checkpoint; with --epochs, --steps, "
+            "--lr, --grad-clip, --patience, --threads or --device changed if given.",
+        ),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -237,17 +247,20 @@ def train_command(
     log = training_log(json_output)
     with training_exits():
         if resume_dir is not None:
-            if given or data is not None:
-                flags = [f"--{key.replace('_', '-')}" for key in given]
+            fixed = [key for key in given if key not in CHANGEABLE]
+            if fixed or data is not None:
+                flags = [option_name(key) for key in fixed]
                 flags += ["--data"] if data is not None else []
+                allowed = ", ".join(option_name(key) for key in CHANGEABLE)
                 raise ValueError(
-                    "--resume takes every setting from the run's checkpoint; remove "
-                    f"{', '.join(flags)}. Received: --resume {resume_dir}"
+                    f"--resume continues the run's checkpoint with its own settings; "
+                    f"{', '.join(flags)} cannot change (the run would be another experiment); "
+                    f"on --resume only {allowed} can. Received: --resume {resume_dir}"
                 )
             if model is not None:
                 load_checkpoint(resume_dir, expect_model=model)
             with output_errors("--resume", resume_dir):
-                result = resume(resume_dir, print_fn=log)
+                result = resume(resume_dir, changes=given, print_fn=log)
         else:
             if model is None:
                 raise ValueError(

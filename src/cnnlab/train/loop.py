@@ -14,7 +14,7 @@ import dataclasses
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from cnnlab.runtime.files import append_jsonl, atomic_write, write_jsonl
 from cnnlab.runtime.interrupt import StopRequest, sigint_requests_stop
 from cnnlab.runtime.threads import torch_threads
 from cnnlab.train import report as reports
+from cnnlab.train.changes import RESCHEDULING, apply_changes, describe_changes, reschedule
 from cnnlab.train.checkpoint import (
     BEST_NAME,
     CHECKPOINT_NAME,
@@ -93,6 +94,7 @@ def resume(
     run_dir: str | Path,
     *,
     data: Any = None,
+    changes: Mapping[str, Any] | None = None,
     progress: bool = True,
     on_epoch: EpochCallback | None = None,
     print_fn: PrintFn | None = None,
@@ -102,6 +104,10 @@ def resume(
     Everything comes from the checkpoint, except the data of a run trained on data in memory:
     pass the same ``data`` again (its fingerprint is checked). A finished run is left as it
     is and its stored result returned.
+
+    ``changes`` sets some of the config anew (``{"epochs": 6, "lr": 0.05}``; see
+    :data:`cnnlab.train.changes.CHANGEABLE`): the learning-rate schedule is rebuilt for the new
+    plan at the step reached, and a finished run given more epochs or steps continues.
     """
     wall_start = time.perf_counter()
     log = print_fn or _silent
@@ -112,8 +118,9 @@ def resume(
         config = TrainConfig(**checkpoint["config"])
     except (TypeError, ValueError) as error:
         raise ValueError(f"{file}: its stored config is not valid here ({error})") from None
+    config, changed = apply_changes(config, changes)
     config = dataclasses.replace(config, out=str(folder))
-    if checkpoint["finished"] and (folder / REPORT_NAME).exists():
+    if checkpoint["finished"] and not changed and (folder / REPORT_NAME).exists():
         result = _stored_result(folder, checkpoint)
         log(
             f"{folder} is already finished ({result.epochs_run} epochs, test accuracy "
@@ -132,10 +139,34 @@ def resume(
     dataset = as_dataset(data, name=config.data)
     with torch_threads(config.threads):
         run = _build(config, folder, log, checkpoint=checkpoint, source=file, dataset=dataset)
+        if changed:
+            _continue_with_changes(run, changed, file, log)
         write_jsonl(folder / METRICS_NAME, run.metrics)  # drop lines after the checkpoint
         if not run.finished:
             log(f"resuming {folder} at epoch {run.epoch + 1}, step {run.step}")
         return _fit(run, progress=progress, on_epoch=on_epoch, log=log, wall_start=wall_start)
+
+
+def _continue_with_changes(
+    run: RunState, changed: dict[str, tuple[Any, Any]], source: Path, log: PrintFn
+) -> None:
+    """Apply a resume's changes to the restored ``run``, and say what changed."""
+    config = run.config
+    done = f"{run.epoch} epoch{'s' if run.epoch != 1 else ''}, {run.global_step:,} steps"
+    if run.epoch >= config.epochs or run.global_step >= run.total_steps:
+        plan = f"epochs={config.epochs}" + (f", steps={config.steps}" if config.steps else "")
+        raise ValueError(
+            f"{source}: the run has already done {done}; its new settings ({plan}) leave "
+            "nothing to train: expected more epochs or steps than it has done"
+        )
+    if any(name in RESCHEDULING for name in changed):
+        reschedule(run)
+    run.finished = False
+    lr = run.optimizer.param_groups[0]["lr"]
+    log(
+        f"changed on resume: {describe_changes(changed)} (after {done}; the {config.schedule} "
+        f"schedule now plans {run.total_steps:,} steps, lr at this step {lr:.4g})"
+    )
 
 
 def _silent(text: str) -> None:
@@ -391,11 +422,17 @@ def _check_finite(run: RunState, done: _EpochSteps) -> None:
     if config.schedule != "onecycle":
         tips.append("a schedule that warms up (schedule='onecycle'; --schedule onecycle)")
     epoch, saved_step = run.saved_at
+    again = ""
+    if (run.run_dir / CHECKPOINT_NAME).exists():
+        again = (
+            " Or continue from that checkpoint with a lower rate: cnnlab train --resume "
+            f"{run.run_dir} --lr {config.lr / 10:g}"
+        )
     raise TrainingDiverged(
         f"Training stopped: {what} at epoch {run.epoch + 1}, step {step} of "
         f"{len(run.batches)} (global step {bad_step + 1}). The last good checkpoint "
         f"(after {epoch} epochs and {saved_step} steps) is kept in "
-        f"{run.run_dir / CHECKPOINT_NAME}. Try {', '.join(tips)}.",
+        f"{run.run_dir / CHECKPOINT_NAME}. Try {', '.join(tips)}.{again}",
         run_dir=run.run_dir,
         epoch=run.epoch + 1,
         step=step,
