@@ -13,7 +13,15 @@ from cnnlab.bench.crossover_plot import default_out_dir, write_crossover
 from cnnlab.bench.crossover_result import CrossoverPoint, CrossoverResult
 from cnnlab.bench.datasheet import compare_to_datasheet
 from cnnlab.bench.memory import check_fits
-from cnnlab.cli.common import WholeTable, err, out, output_errors, print_json, user_errors
+from cnnlab.cli.common import (
+    QuietOption,
+    WholeTable,
+    err,
+    out,
+    output_errors,
+    print_json,
+    user_errors,
+)
 from cnnlab.runtime.contention import busy_note
 from cnnlab.runtime.devices import resolve_device
 from cnnlab.runtime.validate import check_positive_int
@@ -75,6 +83,7 @@ def ceilings_command(
     budget: Annotated[
         float, typer.Option(help="Seconds of timed repeats per measurement (at least 3 run).")
     ] = 2.0,
+    quiet: QuietOption = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Measured peaks: matmul FLOP/s per dtype and copy bandwidth, against the datasheet."""
@@ -84,7 +93,7 @@ def ceilings_command(
         buffer_bytes = buffer_mib << 20
         check_fits("--buffer-mib", buffer_mib, 2 * buffer_bytes, resolve_device(device))
     check_ceilings_sizes(resolve_device(device), size, buffer_bytes)  # before anything is printed
-    if not json_output:
+    if not json_output and not quiet:
         err.print("measuring matmul rates and copy bandwidth ...")
     ceilings = measure_ceilings(
         device,
@@ -188,6 +197,7 @@ def crossover_command(
             "--out", help="Folder for crossover.json and .png (default runs/crossover-DATE-TIME)."
         ),
     ] = None,
+    quiet: QuietOption = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """The lecture's experiment: when is the GPU faster than the CPU for a small MLP?
@@ -212,7 +222,7 @@ def crossover_command(
         max_seconds=max_seconds,
     )
     folder = out_dir if out_dir is not None else default_out_dir()
-    result = run_crossover(config, progress=None if json_output else _print_point)
+    result = run_crossover(config, progress=None if json_output or quiet else _print_point)
     with output_errors("--out", folder, given=out_dir is not None):
         files = write_crossover(result, folder)
     if json_output:

@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 
 from cnnlab.bench.run import BenchRunConfig, BenchRunResult, bench_run
-from cnnlab.cli.common import name_flags, out, print_json, user_errors
+from cnnlab.cli.common import QuietOption, name_flags, out, print_json, user_errors
 from cnnlab.cli.train import (
     TRAIN_FLAGS,
     BatchSizeOption,
@@ -79,6 +79,7 @@ def bench_run_command(
             "default: measure a quick matmul ceiling now.",
         ),
     ] = None,
+    quiet: QuietOption = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Train MODEL on --data NAME once and measure it: throughput, FLOP/s, utilisation of the
@@ -110,7 +111,7 @@ def bench_run_command(
     )
     with training_exits(), run_folder_errors(out_dir):
         start = CpuCounters.read()
-        result = bench_run(config, print_fn=training_log(json_output))
+        result = bench_run(config, progress=not quiet, print_fn=training_log(json_output, quiet))
     warn_if_cpus_shared(start, result.device, result.context.get("threads"))
     if json_output:
         print_json(result.to_dict())

@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -24,6 +24,17 @@ from cnnlab.ops import format_number
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+# --quiet on the commands that report progress (epochs, points, downloads, exports).
+QuietOption = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        help="Print only the result: no progress or per-epoch lines (warnings and errors still "
+        "go to stderr).",
+    ),
+]
 
 USAGE_EXIT = 2  # bad input (and an output that cannot be written), as click's usage errors
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for Ctrl-C

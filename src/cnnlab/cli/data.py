@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from cnnlab.cli.common import WholeTable, out, output_errors, print_json, user_errors
+from cnnlab.cli.common import QuietOption, WholeTable, out, output_errors, print_json, user_errors
 from cnnlab.data import fetch_dataset, get_entry, load_dataset, locate_datasets, save_sample_grid
 from cnnlab.data.download import terminal_progress
 from cnnlab.data.resolve import cnnlab_home
@@ -151,12 +152,14 @@ def info_command(
 @user_errors
 def fetch_command(
     name: Annotated[str, typer.Argument(help="A dataset from `cnnlab data list`.")],
+    quiet: QuietOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Make a dataset available, verified: a copy in the cache or an installed system copy
     (/usr/share/datasets) is used as it is; else a download into the cache ($CNNLAB_HOME,
     default ~/.cache/cnnlab). A corrupt copy is skipped, and said so."""
-    with terminal_progress() as progress, output_errors("CNNLAB_HOME", cnnlab_home()):
+    bar = contextlib.nullcontext(None) if quiet else terminal_progress()
+    with bar as progress, output_errors("CNNLAB_HOME", cnnlab_home()):
         resolved = fetch_dataset(name, progress=progress)
     result = {
         "name": resolved.name,

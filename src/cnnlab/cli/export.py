@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cnnlab.cli.common import err, out, output_errors, print_json, user_errors
+from cnnlab.cli.common import QuietOption, err, out, output_errors, print_json, user_errors
 from cnnlab.deploy import ExportConfig, ExportFormat, export_model
 
 FLAGS = {
@@ -53,6 +53,7 @@ def export_command(
     batch: Annotated[
         int, typer.Option(help="TFLite only: the batch size fixed at conversion.")
     ] = 1,
+    quiet: QuietOption = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print model.json.")] = False,
 ) -> None:
     """Export a model, check it against PyTorch on real test images, and write model.json.
@@ -72,7 +73,7 @@ def export_command(
         tflite_batch=batch,
     )
     with output_errors("--out", out_dir or Path("runs"), given=out_dir is not None):
-        result = export_model(config, print_fn=None if json_output else _progress)
+        result = export_model(config, print_fn=None if json_output or quiet else _progress)
     if json_output:
         print_json(result.to_dict())
         return

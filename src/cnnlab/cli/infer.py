@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 
 from cnnlab.cli.bench import parse_ints
-from cnnlab.cli.common import WholeTable, err, out, output_errors, print_json, user_errors
+from cnnlab.cli.common import (
+    QuietOption,
+    WholeTable,
+    err,
+    out,
+    output_errors,
+    print_json,
+    user_errors,
+)
 from cnnlab.deploy.infer import InferBenchConfig, InferBenchResult, bench_infer
 
 FLAGS = {
@@ -48,6 +56,7 @@ def infer_command(
         Path | None,
         typer.Option("--out", help="Folder for infer.json, infer.png and the exports."),
     ] = None,
+    quiet: QuietOption = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Export to each runtime and measure inference: latency, throughput, size, accuracy."""
@@ -64,7 +73,7 @@ def infer_command(
         out=None if out_dir is None else str(out_dir),
     )
     with output_errors("--out", out_dir or Path("runs"), given=out_dir is not None):
-        result = bench_infer(config, print_fn=None if json_output else _progress)
+        result = bench_infer(config, print_fn=None if json_output or quiet else _progress)
     if json_output:
         print_json(result.to_dict())
         return

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from cnnlab.cli.common import WholeTable, err, out, output_errors, print_json, user_errors
+from cnnlab.cli.common import (
+    QuietOption,
+    WholeTable,
+    err,
+    out,
+    output_errors,
+    print_json,
+    user_errors,
+)
 from cnnlab.quest.baselines import (
     DEFAULT_MODELS,
     SLIDE_BEST,
@@ -96,6 +104,7 @@ def baselines_command(
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Folder that holds the dataset's files.")
     ] = None,
+    quiet: QuietOption = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Train classical models and CNNs on --data NAME and rank them by test accuracy."""
@@ -114,7 +123,9 @@ def baselines_command(
     # Progress and estimates go to stderr, so that --json keeps stdout for the JSON.
     folder = Path(RUNS_FOLDER) if out_dir is None else out_dir
     with output_errors("--out", folder, given=out_dir is not None):
-        result = run_baselines(config, print_fn=lambda text: err.print(text, markup=False))
+        result = run_baselines(
+            config, print_fn=None if quiet else lambda text: err.print(text, markup=False)
+        )
     if json_output:
         print_json(result.to_dict())
         return

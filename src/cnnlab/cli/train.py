@@ -16,6 +16,7 @@ import typer
 
 from cnnlab.cli.common import (
     INTERRUPTED_EXIT,
+    QuietOption,
     err,
     out,
     output_errors,
@@ -88,8 +89,10 @@ def option_name(field: str) -> str:
     return TRAIN_FLAGS.get(field) or f"--{field.replace('_', '-')}"
 
 
-def training_log(json_output: bool) -> Callable[[str], None]:
-    """Epoch lines to stdout, or to stderr when stdout is for JSON."""
+def training_log(json_output: bool, quiet: bool = False) -> Callable[[str], None] | None:
+    """Epoch lines to stdout, or to stderr when stdout is for JSON; none under --quiet."""
+    if quiet:
+        return None
     console = err if json_output else out
 
     def log(text: str) -> None:
@@ -204,6 +207,7 @@ def train_command(
     threads: ThreadsOption = None,
     out_dir: RunDirOption = None,
     data_dir: DataDirOption = None,
+    quiet: QuietOption = False,
     model_arg: Annotated[
         list[str] | None,
         typer.Option("--model-arg", help="KEY=VALUE for the model builder, e.g. width=512."),
@@ -244,7 +248,7 @@ def train_command(
         "model_kwargs": parse_model_args(model_arg) or None,
     }
     given = {key: value for key, value in given.items() if value is not None}
-    log = training_log(json_output)
+    log = training_log(json_output, quiet)
     with training_exits():
         if resume_dir is not None:
             fixed = [key for key in given if key not in CHANGEABLE]
@@ -260,7 +264,7 @@ def train_command(
             if model is not None:
                 load_checkpoint(resume_dir, expect_model=model)
             with output_errors("--resume", resume_dir):
-                result = resume(resume_dir, changes=given, print_fn=log)
+                result = resume(resume_dir, changes=given, progress=not quiet, print_fn=log)
         else:
             if model is None:
                 raise ValueError(
@@ -274,7 +278,7 @@ def train_command(
             config = default_config(model, data, **given)
             with run_folder_errors(out_dir):
                 start = CpuCounters.read()
-                result = train(config, print_fn=log)
+                result = train(config, progress=not quiet, print_fn=log)
             warn_if_cpus_shared(start, result.context.get("device", ""), config.threads or "all")
     plots = result_plots(result)
     if json_output:
