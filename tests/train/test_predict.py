@@ -18,6 +18,7 @@ from cnnlab.data import load_dataset
 from cnnlab.models import create_model
 from cnnlab.train.predict import (
     FilePrediction,
+    image_files,
     load,
     predict_files,
     prepare_image,
@@ -258,6 +259,45 @@ def test_predict_files_goes_on_after_a_bad_file(tmp_path, run_dir, invert):
     assert data["top"][0] == {"probability": probability, "class": name}
 
 
+def test_a_folder_gives_its_images_in_name_order(tmp_path):
+    for name in ("b.png", "a.JPG", "c.txt", ".hidden.png"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "sub.png").mkdir()  # a folder named like an image is not one
+    extra = tmp_path / "elsewhere.dat"
+    assert image_files([tmp_path, extra]) == [tmp_path / "a.JPG", tmp_path / "b.png", extra]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"empty holds no image files: expected .*\.png"):
+        image_files([tmp_path / "empty"])
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 64])
+def test_batched_predictions_equal_one_by_one(tmp_path, run_dir, batch_size):
+    folder, model = run_dir
+    predictor = load(folder, device="cpu")
+    rng = np.random.default_rng(1)
+    pictures = [rng.integers(0, 256, (28, 28)) for _ in range(7)]
+    for i, pixels in enumerate(pictures):
+        write_image(tmp_path / f"img{i}.png", pixels)
+    (tmp_path / "img3.png").write_text("broken")  # a bad file inside a batch
+    results = predict_files(predictor, [tmp_path], top=2, batch_size=batch_size)
+    assert [r.path.name for r in results] == [f"img{i}.png" for i in range(7)]
+    assert [r.ok for r in results] == [i != 3 for i in range(7)]
+    good = [i for i in range(7) if i != 3]
+    images = torch.from_numpy(np.stack([pictures[i] for i in good])).to(torch.uint8)[:, None]
+    values, indices = probabilities_by_hand(model, images).topk(2)
+    for row, i in enumerate(good):
+        assert [name for _, name in results[i].top] == [DIGITS[j] for j in indices[row]]
+        assert [p for p, _ in results[i].top] == pytest.approx(values[row].tolist(), rel=1e-5)
+    # Images per pass: 6 good files in passes of batch_size files (the bad one takes a place).
+    passes = [
+        [i for i in range(first, min(first + batch_size, 7)) if i != 3]
+        for first in range(0, 7, batch_size)
+    ]
+    assert [results[i].batch for i in good] == [len(p) for p in passes for _ in p]
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        predict_files(predictor, [tmp_path], batch_size=0)
+
+
 def test_write_predictions(tmp_path):
     path = write_predictions(np.array([3, 1, 4, 1, 5]), tmp_path / "out" / "preds.csv")
     assert path.read_text() == "id,label\n0,3\n1,1\n2,4\n3,1\n4,5\n"
@@ -316,6 +356,51 @@ def test_cli_predict_reports_a_bad_file_and_exits_2(tmp_path, run_dir):
     data = json.loads(runner.invoke(cli, [*args, "--json"]).stdout)
     assert [entry["error"] is None for entry in data] == [False, True]
     assert len(data[1]["top"]) == 5 and data[1]["seconds"] > 0
+
+
+def test_cli_predict_a_folder_into_a_csv(tmp_path, run_dir):
+    folder, model = run_dir
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(2)
+    pictures = [rng.integers(0, 256, (28, 28)) for _ in range(5)]
+    for i, pixels in enumerate(pictures):
+        write_image(images / f"{i}.png", pixels)
+    out = tmp_path / "out" / "predictions.csv"
+    args = ["predict", str(folder), str(images), "--csv", str(out), "--batch-size", "2"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("classified 5 images in ")
+    assert f"batches of up to 2, cpu); wrote {out}" in lines[0]
+    rows = out.read_text().splitlines()
+    assert rows[0] == "path,label,class,probability,error"
+    probabilities = probabilities_by_hand(
+        model, torch.from_numpy(np.stack(pictures)).to(torch.uint8)[:, None]
+    )
+    for i, row in enumerate(rows[1:]):
+        path, label, name, probability, error = row.split(",")
+        assert (path, error) == (str(images / f"{i}.png"), "")
+        assert int(label) == int(probabilities[i].argmax()) and name == DIGITS[int(label)]
+        assert float(probability) == pytest.approx(float(probabilities[i].max()), abs=1e-6)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["predictions.csv"]  # no temporary
+
+    (images / "9.png").write_text("broken")
+    quiet = runner.invoke(cli, [*args, "--quiet"])
+    assert quiet.exit_code == 2  # a bad file is bad input; the CSV still has every row
+    assert quiet.stdout == "" and "9.png is not an image" in quiet.stderr
+    assert out.read_text().splitlines()[-1].startswith(f"{images / '9.png'},,,,")
+
+
+def test_cli_predict_csv_that_cannot_be_written(tmp_path, run_dir):
+    write_image(tmp_path / "a.png", drawing(28, 28))
+    (tmp_path / "taken").mkdir()
+    result = runner.invoke(
+        cli, ["predict", str(run_dir[0]), str(tmp_path / "a.png"), "--csv", str(tmp_path / "taken")]
+    )
+    assert result.exit_code == 2
+    assert "--csv" in result.stderr and "taken" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_cli_predict_bad_checkpoint_exits_2(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,6 +15,7 @@ from rich.markup import escape
 import cnnlab.train.predict as prediction
 from cnnlab.cli.common import (
     USAGE_EXIT,
+    QuietOption,
     WholeTable,
     out,
     output_errors,
@@ -39,12 +41,15 @@ class Split(str, Enum):
     train = "train"
 
 
-@user_errors
+@user_errors(flags={"batch_size": "--batch-size", "top": "--top"})
 def predict_command(
     checkpoint: Annotated[
         Path, typer.Argument(help="A run folder, its checkpoint.pt, or an export folder.")
     ],
-    images: Annotated[list[Path], typer.Argument(help="Image files: PNG, JPEG, BMP, ...")],
+    images: Annotated[
+        list[Path],
+        typer.Argument(help="Image files (PNG, JPEG, BMP, ...) or folders of them."),
+    ],
     top: Annotated[int, typer.Option(min=1, help="How many classes to list per image.")] = 5,
     invert: Annotated[
         bool,
@@ -52,14 +57,53 @@ def predict_command(
             help="Invert the images: dark drawings on light paper, for light-on-dark data (MNIST)."
         ),
     ] = False,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            help="Images per forward pass; a time per image is then the pass's share.",
+        ),
+    ] = 64,
+    csv_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv",
+            help="Write path,label,class,probability,error per image to this CSV and print a "
+            "summary instead of every image.",
+        ),
+    ] = None,
+    quiet: QuietOption = False,
     device: DeviceOption = "auto",
     json_output: JsonOption = False,
 ) -> None:
     """Classify image files, Darknet-style: the top classes and the time of each forward pass."""
     predictor = _load(checkpoint, device)
-    results = prediction.predict_files(predictor, images, top=top, invert=invert)
+    start = time.perf_counter()
+    results = prediction.predict_files(
+        predictor, images, top=top, invert=invert, batch_size=batch_size
+    )
+    seconds = time.perf_counter() - start
+    failed = [result for result in results if not result.ok]
+    written = None
+    if csv_file is not None:
+        with output_errors("--csv", csv_file):
+            written = prediction.write_file_predictions(results, predictor.classes, csv_file)
     if json_output:
         print_json([result.to_dict() for result in results])
+    elif written is not None:
+        for result in failed:
+            print_error(result.error or "")
+        if not quiet:
+            done = len(results) - len(failed)
+            out.print(
+                f"classified {done:,} image{'s' if done != 1 else ''} in {seconds:.2f} s "
+                f"({done / seconds:,.0f} images/s, batches of up to {batch_size}, "
+                f"{predictor.device})"
+                + (f"; {len(failed):,} could not be read" if failed else "")
+                + f"; wrote {written}",
+                markup=False,
+            )
     else:
         for result in results:
             if not result.ok:
@@ -68,7 +112,7 @@ def predict_command(
             out.print(f"{result.path}: Predicted in {result.seconds:f} seconds.", markup=False)
             for probability, name in result.top:
                 out.print(f"{100 * probability:5.2f}%: {name}", markup=False)
-    if not all(result.ok for result in results):
+    if failed:
         raise typer.Exit(USAGE_EXIT)  # a file that is not an image is bad input
 
 
