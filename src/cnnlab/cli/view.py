@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from cnnlab.cli.common import err, out, print_json, user_errors
+from cnnlab.cli.common import err, out, user_errors
 from cnnlab.runtime.threads import torch_threads
 from cnnlab.runtime.validate import check_int, check_number
 
@@ -75,16 +76,9 @@ def view_command(
         app = server.create_app(session, max_upload_bytes=int(max_upload_mb * 2**20))
         url = f"http://{host if ':' not in host else f'[{host}]'}:{sock.getsockname()[1]}/"
         notes = [n for n in (session.data_note, session.layers_note) if n]
-        if json_output:
-            print_json(
-                {
-                    "url": url,
-                    "model": session.predictor.model_name,
-                    "source": source,
-                    "kind": session.kind,
-                    "notes": notes,
-                }
-            )
+        if json_output:  # one line, at once: a script reads it while the page is served
+            started = {"url": url, "model": session.predictor.model_name, "source": source}
+            print(json.dumps(started | {"kind": session.kind, "notes": notes}), flush=True)
         else:
             out.print(f"cnnlab view: {session!r}", markup=False)
             for note in notes:

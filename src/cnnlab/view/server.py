@@ -297,10 +297,11 @@ def encode_pixels(image: torch.Tensor) -> str:
 
 async def read_limited(request: Request, limit: int, name: str) -> bytes:
     """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
+    mib = f" ({limit / 2**20:.1f} MiB)" if limit >= 2**20 else ""
     refusal = HttpError(
         413,
-        f"{name} is too large: uploads are limited to {limit:,} bytes "
-        f"({limit / 2**20:.1f} MiB); expected a smaller image",
+        f"{name} is too large: uploads are limited to {limit:,} bytes{mib}; "
+        "expected a smaller image",
     )
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:

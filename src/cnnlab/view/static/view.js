@@ -596,8 +596,9 @@ async function loadTestImages(start) {
 async function upload(file) {
   const limit = state.model.max_upload_bytes;
   if (file.size > limit) {
-    showMessage(`${file.name} is too large: uploads are limited to ${limit.toLocaleString("en-US")} bytes ` +
-      `(${(limit / 2 ** 20).toFixed(1)} MiB); expected a smaller image`);
+    const mib = limit >= 2 ** 20 ? ` (${(limit / 2 ** 20).toFixed(1)} MiB)` : "";
+    showMessage(`${file.name} is too large: uploads are limited to ${limit.toLocaleString("en-US")} bytes${mib}; ` +
+      "expected a smaller image");
     return;
   }
   const invert = $("invert").checked ? "true" : "false";
