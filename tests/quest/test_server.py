@@ -99,7 +99,7 @@ def test_private_score_never_leaves_before_the_reveal(quest, client, kit):
 
 
 def test_close_time_reveals_and_closes(db_url, kit, clock):
-    quest = kit.make_quest(db_url, close_at="2025-11-26T12:00Z")
+    quest = kit.make_quest(db_url, close_at="2025-11-26T12:00Z", now=clock())
     token = quest.team("late")
     with TestClient(create_app(db_url, clock=clock)) as client:
         assert client.post(
@@ -175,10 +175,15 @@ def test_a_full_file_in_any_order_with_crlf_and_bom_is_accepted(quest, client, k
     ("fields", "message"),
     [
         ({"model": ""}, "model: missing"),
-        ({"train_time": "fast"}, "train_time must be a number of seconds >= 0"),
+        ({"train_time": "fast"}, "train_time must be a number of seconds from 0 to a year"),
         ({"train_time": "-1"}, "train_time must be a number"),
         ({"train_time": "nan"}, "train_time must be a number"),
+        ({"train_time": "1e308"}, "train_time must be a number of seconds from 0 to a year"),
+        ({"train_time": "31622401"}, "train_time must be a number of seconds from 0 to a year"),
         ({"model": "m" * 501}, "model: at most 500 characters"),
+        ({"model": "lenet\x1b[2J"}, "model contains U+001B at position 6"),
+        ({"model": "lenet\nnext"}, "model contains U+000A at position 6"),
+        ({"code": "https://x.org/\x00"}, "code contains U+0000 at position 15"),
     ],
 )
 def test_bad_form_fields_are_refused(quest, client, kit, fields, message):

@@ -27,8 +27,14 @@ from cnnlab.cli.export import export_command
 from cnnlab.cli.hw import hw_app
 from cnnlab.cli.infer import infer_command
 from cnnlab.cli.predict import evaluate_command, predict_command
-from cnnlab.cli.quest import quest_app
+from cnnlab.cli.quest import quest_app, team_app
 from cnnlab.cli.quest_baselines import baselines_command
+from cnnlab.cli.quest_teams import (
+    submissions_command,
+    team_list_command,
+    team_remove_command,
+    team_rotate_token_command,
+)
 from cnnlab.cli.tour import tour_command
 from cnnlab.cli.train import train_command
 from cnnlab.cli.view import view_command
@@ -56,6 +62,10 @@ bench_app.command("run")(bench_run_command)
 bench_app.command("infer")(infer_command)
 app.add_typer(bench_app, name="bench")
 quest_app.command("baselines")(baselines_command)
+quest_app.command("submissions")(submissions_command)
+team_app.command("list")(team_list_command)
+team_app.command("remove")(team_remove_command)
+team_app.command("rotate-token")(team_rotate_token_command)
 app.add_typer(quest_app, name="quest")
 app.command("tour")(tour_command)
 app.command("view")(view_command)

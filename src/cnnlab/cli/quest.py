@@ -56,6 +56,12 @@ QUEST_FLAGS = {
     "data_dir": "--data-dir",
 }
 DEFAULT_SERVER = "http://127.0.0.1:8000"
+SERVE_FLAGS = {
+    "host": "--host",
+    "port": "--port",
+    "client_timeout": "--client-timeout",
+    "max_connections": "--max-connections",
+}
 
 
 @contextlib.contextmanager
@@ -106,15 +112,21 @@ def init_command(
 ) -> None:
     """Create the competition: hidden test labels, public/private halves, the organiser token."""
     from cnnlab.data import load_dataset
-    from cnnlab.quest.db import check_competition_numbers, init_competition, make_db_engine
+    from cnnlab.quest.db import (
+        check_close_at,
+        check_competition_numbers,
+        check_new_database,
+        init_competition,
+        parse_close_at,
+        utc_now,
+    )
 
-    check_competition_numbers(seed=seed, daily_limit=daily_limit)  # before the file is made
-    engine = make_db_engine(db, create=True)  # a bad URL or file fails before the data loads
-    try:
-        with database_errors(db), engine.connect():
-            pass
-    finally:
-        engine.dispose()
+    # Everything that can be refused is, before the data loads; nothing is created until the
+    # competition is whole (a SQLite file is built aside and moved into place).
+    check_competition_numbers(seed=seed, daily_limit=daily_limit)
+    check_close_at(parse_close_at(close_at), utc_now())
+    with database_errors(db):
+        check_new_database(db)
     dataset = load_dataset(data, data_dir=data_dir)
     labels = dataset.test_labels.numpy()
     with database_errors(db):
@@ -139,25 +151,46 @@ def init_command(
 
 
 @quest_app.command("serve")
-@user_errors(flags=QUEST_FLAGS | {"host": "--host", "port": "--port"})
+@user_errors(flags=QUEST_FLAGS | SERVE_FLAGS)
 def serve_command(
     db: DbOption = DEFAULT_DB,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port to listen on (1 to 65535).")] = 8000,
     max_upload_bytes: Annotated[
         int, typer.Option("--max-upload-bytes", help="Largest submission request accepted.")
     ] = 1_000_000,
+    client_timeout: Annotated[
+        float,
+        typer.Option(
+            "--client-timeout",
+            help="Seconds a client has to send a request's head; silent or slower clients are "
+            "disconnected.",
+        ),
+    ] = 10.0,
+    max_connections: Annotated[
+        int,
+        typer.Option("--max-connections", help="Open connections served at once; more get 503."),
+    ] = 500,
 ) -> None:
     """Run the leaderboard server (FastAPI under uvicorn)."""
+    from cnnlab.quest.http_limits import check_limits
     from cnnlab.quest.server import create_app, serve
 
+    check_limits(client_timeout, max_connections)  # before the database opens
     with database_errors(db):
         app = create_app(db, max_upload_bytes=max_upload_bytes)
 
     def announce(url: str) -> None:
         err.print(f"cnnlab quest: serving {shown_db(db)} on {url}", markup=False)
 
-    serve(app, host=host, port=port, on_listening=announce)
+    serve(
+        app,
+        host=host,
+        port=port,
+        on_listening=announce,
+        client_timeout=client_timeout,
+        max_connections=max_connections,
+    )
 
 
 @team_app.command("add")
@@ -169,13 +202,15 @@ def team_add_command(
 ) -> None:
     """Register a team and print its token (shown once)."""
     from cnnlab.quest.db import add_team
+    from cnnlab.quest.fields import printable
 
     with database_errors(db):
         token = add_team(db, name)
     if json_output:
         print_json({"team": name.strip(), "token": token})
         return
-    out.print(f"Team {escape(name.strip())} added. Token (shown only now): {token}")
+    shown = escape(printable(name.strip()))
+    out.print(f"Team {shown} added. Token (shown only now): {token}")
 
 
 @quest_app.command("reveal")
@@ -236,6 +271,8 @@ def leaderboard_command(
 
 
 def leaderboard_table(entries: list[dict[str, Any]]) -> WholeTable:
+    from cnnlab.quest.fields import printable
+
     revealed = bool(entries) and "private_score" in entries[0]
     title = "quest leaderboard (private scores)" if revealed else "quest leaderboard"
     table = WholeTable(title=title, title_justify="left")
@@ -245,9 +282,9 @@ def leaderboard_table(entries: list[dict[str, Any]]) -> WholeTable:
     for entry in entries:
         table.add_row(
             str(entry["rank"]),
-            escape(entry["team"]),
+            escape(printable(entry["team"])),
             f"{entry['score']:.5f}",
-            escape(entry["model"]),
+            escape(printable(entry["model"])),
             f"{entry['train_time']:.1f}",
             str(entry["submissions"]),
             entry["created_at"][:16].replace("T", " "),

@@ -19,6 +19,7 @@ from cnnlab.quest.db import (
     teams_table,
     write_transaction,
 )
+from cnnlab.quest.fields import printable
 from cnnlab.quest.scoring import Scores
 
 
@@ -151,9 +152,14 @@ def leaderboard(connection: Connection, revealed: bool) -> list[dict]:
     return entries
 
 
-def board_version(connection: Connection) -> int:
-    """The newest submission's id: the leaderboard changes only when it does (or at the reveal)."""
-    return connection.execute(select(func.max(submissions_table.c.id))).scalar() or 0
+def board_version(connection: Connection) -> tuple[int, int]:
+    """The newest submission's id and the number of submissions: the leaderboard changes only
+    when one of them does (a submission raises the id, which is never reused; removing a team
+    lowers the count), or at the reveal."""
+    newest, count = connection.execute(
+        select(func.max(submissions_table.c.id), func.count(submissions_table.c.id))
+    ).one()
+    return newest or 0, count
 
 
 def public_scores(connection: Connection) -> list[float]:
@@ -188,5 +194,6 @@ def log_line(row, data_name: str, revealed: bool) -> str:
 
 
 def _one_line(text: str) -> str:
-    """Line breaks in a name or model would forge log lines; show them as spaces."""
-    return " ".join(text.splitlines()) if text else text
+    """Line breaks in a name or model would forge log lines, and ESC or NUL would reach the
+    reader's terminal: every control character is shown as an escape (``\\n``, ``\\x1b``)."""
+    return printable(text) if text else text

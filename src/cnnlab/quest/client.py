@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from cnnlab.quest.fields import check_text, check_train_time
+
 TIMEOUT_S = 60.0
 
 
@@ -34,6 +36,10 @@ def submit(
             f"image, as `cnnlab evaluate --write-predictions` writes it. Received: "
             f"csv_path={str(path)!r}"
         )
+    check_train_time(train_time)  # refused here too, before the upload
+    check_text("model", model)
+    if code:
+        check_text("code", code)
     fields = {"model": model, "train_time": str(train_time)}
     if code:
         fields["code"] = code

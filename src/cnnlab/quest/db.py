@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,10 +42,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError
 
+from cnnlab.quest import sqlite_files
+from cnnlab.quest.fields import MAX_NAME_LENGTH, check_distinct_name, check_team_name
 from cnnlab.quest.tokens import DUMMY_SALT, Principal, new_token, verify_secret
 from cnnlab.runtime.validate import check_int
 
-MAX_NAME_LENGTH = 100
 SQLITE_BUSY_TIMEOUT_S = 30
 
 metadata = MetaData()
@@ -98,6 +99,7 @@ submissions_table = Table(
     Column("public_score", Float, nullable=False),
     Column("private_score", Float, nullable=False),
     Index("ix_quest_submissions_team_day", "team_id", "day"),
+    sqlite_autoincrement=True,  # ids never reused: the board's cache key (board.board_version)
 )
 
 
@@ -112,6 +114,15 @@ def as_utc(value: datetime | None) -> datetime | None:
     if value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc)
+
+
+def check_close_at(close_at: datetime | None, now: datetime) -> None:
+    """A close time must lie ahead: one in the past would reveal the private scores at once."""
+    if close_at is not None and close_at <= now:
+        raise ValueError(
+            f"close_at must be in the future (now {now:%Y-%m-%dT%H:%M}Z). "
+            f"Received: close_at={close_at:%Y-%m-%dT%H:%M}Z"
+        )
 
 
 def parse_close_at(value: datetime | str | None) -> datetime | None:
@@ -146,7 +157,7 @@ def make_db_engine(db_url: str, *, create: bool = False) -> Engine:
         except ImportError:
             raise ValueError(
                 "db_url names PostgreSQL, whose driver psycopg is not installed: expected "
-                f"pip install 'psycopg[binary]', or a SQLite file. Received: db_url={shown!r}"
+                f"pip install 'cnnlab[postgres]', or a SQLite file. Received: db_url={shown!r}"
             ) from None
     if backend != "sqlite" or url.drivername not in ("sqlite", "sqlite+pysqlite"):
         raise ValueError(f"db_url expects {expected}. Received: db_url={shown!r}")
@@ -158,6 +169,8 @@ def make_db_engine(db_url: str, *, create: bool = False) -> Engine:
         raise FileNotFoundError(
             f"No such quest database: {url.database} (create it with `cnnlab quest init`)"
         )
+    if Path(url.database).exists():
+        sqlite_files.restrict_permissions(Path(url.database))  # made 0644 before this rule
     if create:
         try:
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -210,6 +223,61 @@ def open_engine(db_url: str, *, create: bool = False) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+def sqlite_path(db_url: str) -> Path | None:
+    """The file of a ``sqlite:///PATH`` URL, None for PostgreSQL; ``ValueError`` for a URL that
+    ``make_db_engine`` refuses. Nothing is created."""
+    with suppress(FileNotFoundError):  # a SQLite file not made yet: the URL itself is right
+        make_db_engine(db_url).dispose()
+    url = make_url(db_url)
+    return Path(url.database) if url.get_backend_name() == "sqlite" else None
+
+
+def check_new_database(db_url: str) -> None:
+    """Refuse, before any work, a database that already holds a competition or something else.
+
+    A SQLite file that does not exist (or is empty) and a PostgreSQL database without the
+    quest's tables are new; nothing is created here.
+    """
+    path = sqlite_path(db_url)
+    if path is not None and sqlite_files.is_new_file(path):
+        return
+    with open_engine(db_url) as engine, engine.connect() as connection:
+        if find_competition(connection) is not None:
+            raise ValueError(
+                f"{db_url} already holds a competition; use a new database for a new one"
+            )
+        if path is not None and inspect(connection).get_table_names():
+            raise ValueError(
+                f"db_url names a SQLite file that holds other tables: expected a new file for "
+                f"the competition. Received: db_url={db_url!r}"
+            )
+
+
+@contextmanager
+def new_database(db_url: str) -> Iterator[Engine]:
+    """An engine on which to create the competition, all or nothing.
+
+    SQLite: a private temporary file beside the one named, moved into place when the block
+    succeeds (``sqlite_files.building``). PostgreSQL: the database itself; the caller creates
+    the tables and the competition in one transaction.
+    """
+    check_new_database(db_url)
+    path = sqlite_path(db_url)
+    if path is None:
+        with open_engine(db_url) as engine:
+            yield engine
+        return
+    try:
+        with (
+            sqlite_files.building(path) as temporary,
+            open_engine(f"sqlite:///{temporary}", create=True) as engine,
+        ):
+            yield engine
+    except FileExistsError:  # another init won the race
+        check_new_database(db_url)
+        raise
 
 
 def authenticate(connection: Connection, token: str) -> Principal | None:
@@ -324,10 +392,12 @@ def init_competition(
     seed: int = 0,
     daily_limit: int = 5,
     close_at: datetime | str | None = None,
+    now: datetime | None = None,
 ) -> str:
     """Create the competition (hidden labels, public/private split); return the organiser token.
 
-    The token is shown once: only its salted hash is stored.
+    The token is shown once: only its salted hash is stored. ``close_at`` must lie after
+    ``now`` (the creation time; default the wall clock, a fixed one in tests).
     """
     answers = np.asarray(labels)
     if answers.ndim != 1 or answers.size < 2 or not np.issubdtype(answers.dtype, np.integer):
@@ -344,46 +414,48 @@ def init_competition(
         )
     check_competition_numbers(seed=seed, daily_limit=daily_limit)
     close = parse_close_at(close_at)
-    now = utc_now()
-    with open_engine(db_url, create=True) as engine:
-        metadata.create_all(engine)
-        with write_transaction(engine) as connection:
-            if load_competition(connection) is not None:
-                raise ValueError(
-                    f"{db_url} already holds a competition; use a new database for a new one"
-                )
-            connection.execute(
-                insert(competition_table).values(
-                    id=1,
-                    data_name=data_name,
-                    num_classes=num_classes,
-                    test_count=int(answers.size),
-                    labels=answers.astype("<i4").tobytes(),
-                    private_mask=split_private(answers.size, seed).astype(np.uint8).tobytes(),
-                    seed=seed,
-                    daily_limit=daily_limit,
-                    created_at=now,
-                    close_at=close,
-                    revealed_at=None,
-                )
+    now = now or utc_now()
+    check_close_at(close, now)
+    with new_database(db_url) as engine, write_transaction(engine) as connection:
+        metadata.create_all(connection)  # PostgreSQL: in the competition's transaction
+        if load_competition(connection) is not None:
+            raise ValueError(
+                f"{db_url} already holds a competition; use a new database for a new one"
             )
-            token, row = new_token("organiser", None, now)
-            connection.execute(insert(tokens_table).values(**row))
+        connection.execute(
+            insert(competition_table).values(
+                id=1,
+                data_name=data_name,
+                num_classes=num_classes,
+                test_count=int(answers.size),
+                labels=answers.astype("<i4").tobytes(),
+                private_mask=split_private(answers.size, seed).astype(np.uint8).tobytes(),
+                seed=seed,
+                daily_limit=daily_limit,
+                created_at=now,
+                close_at=close,
+                revealed_at=None,
+            )
+        )
+        token, row = new_token("organiser", None, now)
+        connection.execute(insert(tokens_table).values(**row))
     return token
 
 
 def add_team(db_url: str, name: str) -> str:
-    """Register a team; return its token (shown once, only a salted hash is stored)."""
-    shown = name.strip()
-    if not shown or len(shown) > MAX_NAME_LENGTH:
-        raise ValueError(
-            f"team name must have 1 to {MAX_NAME_LENGTH} characters. Received: name={name!r}"
-        )
+    """Register a team; return its token (shown once, only a salted hash is stored).
+
+    The name must be readable and not a look-alike of another team's (``cnnlab.quest.fields``).
+    """
+    shown = check_team_name(name)
     now = utc_now()
     with open_engine(db_url) as engine:
         try:
             with write_transaction(engine) as connection:
                 _require_competition(connection, db_url)
+                lock_competition(connection)  # PostgreSQL: two look-alikes cannot both pass
+                existing = list(connection.execute(select(teams_table.c.name)).scalars())
+                check_distinct_name(shown, existing)
                 team_id = connection.execute(
                     insert(teams_table).values(name=shown, created_at=now)
                 ).inserted_primary_key[0]
@@ -409,6 +481,14 @@ def reveal_in(connection: Connection, db_url: str = "the database") -> datetime:
         update(competition_table).where(competition_table.c.id == 1).values(revealed_at=now)
     )
     return now
+
+
+def lock_competition(connection: Connection) -> None:
+    """Queue this transaction behind others that change the teams (PostgreSQL's row lock;
+    SQLite's BEGIN IMMEDIATE already serialises writers)."""
+    connection.execute(
+        select(competition_table.c.id).where(competition_table.c.id == 1).with_for_update()
+    ).one()
 
 
 def _require_competition(connection: Connection, db_url: str) -> Competition:

@@ -13,6 +13,7 @@ The hidden labels are read once into memory and never sent; private scores appea
 only after the reveal (or the close time).
 """
 
+import asyncio
 import errno
 import json
 import math
@@ -42,6 +43,13 @@ from cnnlab.quest.db import (
     reveal_in,
     utc_now,
     write_transaction,
+)
+from cnnlab.quest.fields import check_text, check_train_time
+from cnnlab.quest.http_limits import (
+    MAX_CONNECTIONS,
+    REQUEST_TIMEOUT_S,
+    UPLOAD_TIMEOUT_S,
+    server_config,
 )
 from cnnlab.quest.page import render_page
 from cnnlab.quest.scoring import SubmissionError, parse_submission, score
@@ -254,8 +262,8 @@ def listening_socket(host: str, port: int) -> socket.socket:
     for the client's delayed ACK: ~40 ms per request on Linux instead of ~1 ms.
     """
     received = f"Received: host={host!r}, port={port!r}"
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
-        raise ValueError(f"port must be an integer in 0..65535. {received}")
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise ValueError(f"port must be an integer in 1..65535. {received}")
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
@@ -291,18 +299,25 @@ def serve(
     port: int,
     log_level: str = "info",
     on_listening: Callable[[str], None] | None = None,
+    client_timeout: float = REQUEST_TIMEOUT_S,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> None:
     """Run ``app`` under uvicorn on ``host:port`` until interrupted.
 
     ``on_listening(url)`` is called once the port is bound, before serving: an announcement
-    made earlier would be followed by an error when the port is taken.
+    made earlier would be followed by an error when the port is taken. A client that does not
+    send a whole request head within ``client_timeout`` seconds is dropped; beyond
+    ``max_connections`` open connections, requests are answered 503 (``http_limits``).
     """
     import uvicorn
 
+    config = server_config(
+        app, client_timeout=client_timeout, max_connections=max_connections, log_level=log_level
+    )
     sock = listening_socket(host, port)
     if on_listening is not None:
         on_listening(f"http://{host}:{port}")
-    uvicorn.Server(uvicorn.Config(app, log_level=log_level)).run(sockets=[sock])
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def _load_state(engine: Engine) -> Competition:
@@ -310,12 +325,24 @@ def _load_state(engine: Engine) -> Competition:
         return load_competition(connection)
 
 
-async def read_limited_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes.
+async def read_limited_body(
+    request: Request, limit: int, timeout: float = UPLOAD_TIMEOUT_S
+) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes,
+    and with 408 when it is not whole after ``timeout`` seconds (a client that stalls).
 
     A declared Content-Length over the limit is refused before reading anything; otherwise
     (chunked uploads, or a lying header) bytes are counted as the chunks arrive.
     """
+    try:
+        return await asyncio.wait_for(_read_body(request, limit), timeout)
+    except asyncio.TimeoutError:
+        raise HTTPException(
+            408, f"the upload was not complete after {timeout:g} s: send it again"
+        ) from None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -350,13 +377,13 @@ async def parse_form(request: Request, body: bytes) -> dict:
     code = _text_field(form.get("code"), "code", required=False) or None
     train_time_text = _text_field(form.get("train_time"), "train_time", required=True)
     try:
-        train_time = float(train_time_text)
+        train_time = check_train_time(float(train_time_text))
     except ValueError:
-        train_time = math.nan
-    if not math.isfinite(train_time) or train_time < 0:
         raise HTTPException(
-            422, f"train_time must be a number of seconds >= 0. Received: {train_time_text!r}"
-        )
+            422,
+            f"train_time must be a number of seconds from 0 to a year. "
+            f"Received: {train_time_text!r}",
+        ) from None
     return {"data": data, "model": model, "train_time": train_time, "code": code}
 
 
@@ -372,4 +399,8 @@ def _text_field(value: object, name: str, *, required: bool) -> str:
         raise HTTPException(
             422, f"{name}: at most {MAX_TEXT_LENGTH} characters. Received: {len(text)}"
         )
+    try:
+        check_text(name, text)
+    except ValueError as error:
+        raise HTTPException(422, str(error)) from None
     return text
