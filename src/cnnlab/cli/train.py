@@ -25,6 +25,12 @@ from cnnlab.cli.common import (
     print_warning,
     user_errors,
 )
+from cnnlab.cli.train_distributed import (
+    check_launch,
+    launch_training,
+    prints_result,
+    running_distributed,
+)
 from cnnlab.runtime.contention import CpuCounters, busy_note, others_cpu_share
 from cnnlab.runtime.files import RUNS_FOLDER
 from cnnlab.train import (
@@ -34,10 +40,10 @@ from cnnlab.train import (
     default_config,
     load_checkpoint,
     resume,
-    train,
 )
 from cnnlab.train.changes import CHANGEABLE
 from cnnlab.train.config import Optimizer, Precision, Schedule
+from cnnlab.train.launch import train_or_resume
 
 DIVERGED_EXIT = 1
 
@@ -212,6 +218,30 @@ def train_command(
         list[str] | None,
         typer.Option("--model-arg", help="KEY=VALUE for the model builder, e.g. width=512."),
     ] = None,
+    sync_bn: Annotated[
+        bool | None,
+        typer.Option(
+            "--sync-bn",
+            help="On several processes with CUDA: batch norm over the global batch "
+            "(SyncBatchNorm), not each process's share.",
+        ),
+    ] = None,
+    nproc: Annotated[
+        int | None,
+        typer.Option(
+            "--nproc",
+            help="Train on N local processes (torchrun + DistributedDataParallel); "
+            "--batch-size is the global batch, split over them.",
+        ),
+    ] = None,
+    max_restarts: Annotated[
+        int | None,
+        typer.Option(
+            "--max-restarts",
+            help="With --nproc: restart all processes up to K times when one fails; they "
+            "continue from the last checkpoint.",
+        ),
+    ] = None,
     resume_dir: Annotated[
         Path | None,
         typer.Option(
@@ -246,10 +276,13 @@ def train_command(
         "out": str(out_dir) if out_dir is not None else None,
         "data_dir": str(data_dir) if data_dir is not None else None,
         "model_kwargs": parse_model_args(model_arg) or None,
+        "sync_bn": sync_bn,
     }
     given = {key: value for key, value in given.items() if value is not None}
     log = training_log(json_output, quiet)
     with training_exits():
+        check_launch(nproc, max_restarts)
+        launch = {"nproc": nproc, "max_restarts": max_restarts, "json_output": json_output}
         if resume_dir is not None:
             fixed = [key for key in given if key not in CHANGEABLE]
             if fixed or data is not None:
@@ -264,7 +297,12 @@ def train_command(
             if model is not None:
                 load_checkpoint(resume_dir, expect_model=model)
             with output_errors("--resume", resume_dir):
-                result = resume(resume_dir, changes=given, progress=not quiet, print_fn=log)
+                if nproc is not None:
+                    result = launch_training(
+                        resume_dir=resume_dir, changes=given, quiet=quiet, **launch
+                    )
+                else:
+                    result = resume(resume_dir, changes=given, progress=not quiet, print_fn=log)
         else:
             if model is None:
                 raise ValueError(
@@ -278,8 +316,15 @@ def train_command(
             config = default_config(model, data, **given)
             with run_folder_errors(out_dir):
                 start = CpuCounters.read()
-                result = train(config, progress=not quiet, print_fn=log)
-            warn_if_cpus_shared(start, result.context.get("device", ""), config.threads or "all")
+                if nproc is not None:
+                    result = launch_training(config=config, quiet=quiet, **launch)
+                else:
+                    result = train_or_resume(config, progress=not quiet, print_fn=log)
+            if nproc is None and not running_distributed():  # other ranks are no "others"
+                device = result.context.get("device", "")
+                warn_if_cpus_shared(start, device, config.threads or "all")
+    if not prints_result():
+        return  # under torchrun, rank 0 prints
     plots = result_plots(result)
     if json_output:
         print_json(result.to_dict())

@@ -26,6 +26,7 @@ from cnnlab.runtime.files import (
     default_output_dir,
 )
 from cnnlab.runtime.version import __version__
+from cnnlab.train.distributed import Ranks
 
 FORMAT = "cnnlab-checkpoint"
 VERSION = 1
@@ -207,6 +208,7 @@ class RunState:
     train_step: Any = None  # cnnlab.train.step.TrainStep over model, optimizer, scheduler
     saved_at: tuple[int, int] = (0, 0)  # (epoch, step) of the checkpoint on disk
     resumed: bool = False  # this process continues a checkpoint
+    ranks: Ranks = field(default_factory=Ranks)  # the processes training together (or one)
 
     def checkpoint(self) -> dict[str, Any]:
         """The checkpoint dict, keys in the order of CHECKPOINT_KEYS."""

@@ -99,6 +99,9 @@ class TrainConfig:
     threads: int | None = None  # torch.set_num_threads; None keeps torch's default
     out: str | None = None  # the run folder; None = runs/<model>-<data>-<YYYYmmdd-HHMMSS>
     eval_batch_size: int = 1024
+    # Several processes (torchrun): batch norm over the global batch (torch.nn.SyncBatchNorm,
+    # CUDA only) instead of each process's share of it.
+    sync_bn: bool = False
 
     def __post_init__(self) -> None:
         for name in ("model", "data"):
@@ -136,7 +139,7 @@ class TrainConfig:
         if self.grad_clip is not None:
             expected = "a positive number or None"
             check_number("grad_clip", self.grad_clip, 0.0, math.inf, expected, open_low=True)
-        for name in ("nesterov", "augment"):
+        for name in ("nesterov", "augment", "sync_bn"):
             check_bool(name, getattr(self, name))
         if self.channels_last not in (None, True, False):
             raise ValueError(

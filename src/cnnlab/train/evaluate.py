@@ -31,6 +31,32 @@ class EvalResult:
     probabilities: np.ndarray | None  # (N, classes) float32 when asked for
     seconds: float
 
+    @classmethod
+    def from_counts(
+        cls,
+        confusion: np.ndarray,
+        *,
+        loss_sum: float,
+        predictions: np.ndarray,
+        seconds: float,
+        probabilities: np.ndarray | None = None,
+    ) -> EvalResult:
+        """The result from its confusion matrix and the summed cross-entropy (also how the
+        slices that several processes scored add up)."""
+        total = max(int(confusion.sum()), 1)
+        per_class = confusion.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_class_accuracy = np.where(per_class > 0, np.diag(confusion) / per_class, np.nan)
+        return cls(
+            accuracy=float(np.trace(confusion) / total),
+            loss=loss_sum / total,
+            per_class_accuracy=per_class_accuracy.astype(np.float64),
+            confusion=confusion.astype(np.int64),
+            predictions=predictions.astype(np.int64),
+            probabilities=probabilities,
+            seconds=seconds,
+        )
+
     @property
     def samples(self) -> int:
         return int(self.predictions.shape[0])
@@ -119,16 +145,6 @@ def evaluate_model(
         model.train(was_training)
     synchronize(device)
     seconds = time.perf_counter() - start
-    total = max(int(labels.shape[0]), 1)
-    per_class = confusion.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        per_class_accuracy = np.where(per_class > 0, np.diag(confusion) / per_class, np.nan)
-    return EvalResult(
-        accuracy=float(np.trace(confusion) / total),
-        loss=loss / total,
-        per_class_accuracy=per_class_accuracy.astype(np.float64),
-        confusion=confusion.astype(np.int64),
-        predictions=predicted.astype(np.int64),
-        probabilities=probs,
-        seconds=seconds,
+    return EvalResult.from_counts(
+        confusion, loss_sum=loss, predictions=predicted, probabilities=probs, seconds=seconds
     )

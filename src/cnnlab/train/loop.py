@@ -26,7 +26,7 @@ from torch import nn
 from cnnlab.data import Dataset, load_dataset
 from cnnlab.data.device import Augmentation, DeviceBatches, InputAdapter, Normalization
 from cnnlab.models import create_model
-from cnnlab.runtime.devices import resolve_device, synchronize
+from cnnlab.runtime.devices import synchronize
 from cnnlab.runtime.files import append_jsonl, atomic_write, write_jsonl
 from cnnlab.runtime.interrupt import StopRequest, sigint_requests_stop
 from cnnlab.runtime.threads import torch_threads
@@ -45,6 +45,7 @@ from cnnlab.train.checkpoint import (
 )
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.data import as_dataset, data_fingerprint, split_validation
+from cnnlab.train.distributed import Ranks, join_process_group
 from cnnlab.train.evaluate import EvalResult, evaluate_model
 from cnnlab.train.recipes import build_optimizer, build_scheduler
 from cnnlab.train.result import TrainingDiverged, TrainingInterrupted, TrainResult
@@ -75,17 +76,21 @@ def train(
     ``on_epoch`` receives each epoch's metrics dict; ``progress`` shows a bar on stderr when
     stderr is a terminal. Raises ``TrainingInterrupted`` (a KeyboardInterrupt) after saving a
     checkpoint on Ctrl-C, and ``TrainingDiverged`` when the loss becomes NaN or infinite.
+    In a process torchrun started, the run trains on all its processes
+    (:mod:`cnnlab.train.distributed`).
     """
     wall_start = time.perf_counter()
-    log = print_fn or _silent
-    run_dir = new_run_dir(config.out, model=config.model, data=config.data)
+    ranks = join_process_group()
+    log = ranks.only_main(print_fn or _silent)
+    run_dir = ranks.from_main(lambda: new_run_dir(config.out, model=config.model, data=config.data))
     config = dataclasses.replace(config, out=str(run_dir))
     dataset = as_dataset(data, name=config.data)
     with torch_threads(config.threads):
-        run = _build(config, run_dir, log, dataset=dataset)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run = _build(config, run_dir, log, dataset=dataset, ranks=ranks)
+        if ranks.main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / METRICS_NAME).touch()
         _save(run)  # epoch 0, step 0: a kill during the first epoch can be resumed too
-        (run_dir / METRICS_NAME).touch()
         log(f"run folder: {run_dir}")
         return _fit(run, progress=progress, on_epoch=on_epoch, log=log, wall_start=wall_start)
 
@@ -108,11 +113,12 @@ def resume(
     ``changes`` sets some of the config anew (``{"epochs": 6, "lr": 0.05}``; see
     :data:`cnnlab.train.changes.CHANGEABLE`): the learning-rate schedule is rebuilt for the new
     plan at the step reached, and a finished run given more epochs or steps continues.
+    In a process torchrun started, rank 0 reads the checkpoint and every rank continues it.
     """
     wall_start = time.perf_counter()
-    log = print_fn or _silent
-    file = checkpoint_file(run_dir)
-    checkpoint = load_checkpoint(file)
+    ranks = join_process_group()
+    log = ranks.only_main(print_fn or _silent)
+    file, checkpoint = ranks.from_main(lambda: _read_checkpoint(run_dir))
     folder = file.parent.resolve()
     try:
         config = TrainConfig(**checkpoint["config"])
@@ -120,16 +126,17 @@ def resume(
         raise ValueError(f"{file}: its stored config is not valid here ({error})") from None
     config, changed = apply_changes(config, changes)
     config = dataclasses.replace(config, out=str(folder))
-    if checkpoint["finished"] and not changed and (folder / REPORT_NAME).exists():
-        result = _stored_result(folder, checkpoint)
+    stored_report = ranks.from_main(lambda: (folder / REPORT_NAME).exists())
+    if checkpoint["finished"] and not changed and stored_report:
+        result = ranks.from_main(lambda: _stored_result(folder, checkpoint))
         log(
             f"{folder} is already finished ({result.epochs_run} epochs, test accuracy "
             f"{result.test_accuracy:.2%}); nothing to resume. Its report: {result.report}"
         )
         return result
     for name in (CHECKPOINT_NAME, BEST_NAME, METRICS_NAME, REPORT_NAME):
-        for stale in folder.glob(f".{name}.*.tmp"):  # left by a process killed while writing
-            stale.unlink()
+        for stale in folder.glob(f".{name}.*.tmp") if ranks.main else ():
+            stale.unlink()  # left by a process killed while writing
     stored = checkpoint["data"]
     if stored.get("in_memory") and data is None:
         raise ValueError(
@@ -138,10 +145,13 @@ def resume(
         )
     dataset = as_dataset(data, name=config.data)
     with torch_threads(config.threads):
-        run = _build(config, folder, log, checkpoint=checkpoint, source=file, dataset=dataset)
+        run = _build(
+            config, folder, log, checkpoint=checkpoint, source=file, dataset=dataset, ranks=ranks
+        )
         if changed:
             _continue_with_changes(run, changed, file, log)
-        write_jsonl(folder / METRICS_NAME, run.metrics)  # drop lines after the checkpoint
+        if ranks.main:
+            write_jsonl(folder / METRICS_NAME, run.metrics)  # drop lines after the checkpoint
         if not run.finished:
             log(f"resuming {folder} at epoch {run.epoch + 1}, step {run.step}")
         return _fit(run, progress=progress, on_epoch=on_epoch, log=log, wall_start=wall_start)
@@ -173,6 +183,11 @@ def _silent(text: str) -> None:
     """The default ``print_fn``: the library prints nothing unless asked to."""
 
 
+def _read_checkpoint(run_dir: str | Path) -> tuple[Path, dict[str, Any]]:
+    file = checkpoint_file(run_dir)
+    return file, load_checkpoint(file)
+
+
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # every device's default generator
     np.random.seed(seed)
@@ -187,12 +202,13 @@ def _build(
     checkpoint: dict[str, Any] | None = None,
     source: Path | None = None,
     dataset: Dataset | None = None,
+    ranks: Ranks,
 ) -> RunState:
     """Data, model, optimizer, schedule and batches for ``config``; state from ``checkpoint``.
 
     ``dataset`` is data given in memory; None loads ``config.data`` by name.
     """
-    device = resolve_device(config.device)
+    device = ranks.device(config.device)
     in_memory = dataset is not None
     if dataset is None:
         dataset = load_dataset(config.data, data_dir=config.data_dir)
@@ -248,6 +264,7 @@ def _build(
     )
 
     train_images, train_labels, val = split_validation(dataset, config.val_split, config.seed)
+    ranks.check_batches(config.batch_size, int(train_labels.shape[0]))
     batches = DeviceBatches(
         train_images,
         train_labels,
@@ -262,6 +279,7 @@ def _build(
         # part of the data each epoch) is harmless when there is more than one batch.
         drop_last=train_labels.shape[0] > config.batch_size,
     )
+    batches = ranks.batches(batches)  # this process's share of every batch
     total_steps = config.epochs * len(batches)
     if config.steps is not None:
         total_steps = min(total_steps, config.steps)
@@ -270,7 +288,7 @@ def _build(
     use_scaler = config.precision == "fp16" and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
     train_step = TrainStep(
-        model,
+        ranks.model_to_train(model, device, sync_bn=config.sync_bn),
         optimizer,
         scheduler=scheduler,
         scaler=scaler,
@@ -304,6 +322,7 @@ def _build(
         val=None if val is None else (val[0].to(device), val[1].to(device)),
         test=(dataset.test_images.to(device), dataset.test_labels.to(device)),
         total_steps=total_steps,
+        ranks=ranks,
     )
     if checkpoint is not None:
         run.restore(checkpoint, source)
@@ -339,7 +358,8 @@ def _input_adapter(
 
 
 def _save(run: RunState) -> None:
-    save_checkpoint(run.checkpoint(), run.run_dir / CHECKPOINT_NAME)
+    if run.ranks.main:
+        save_checkpoint(run.checkpoint(), run.run_dir / CHECKPOINT_NAME)
     run.saved_at = (run.epoch, run.step)
 
 
@@ -388,14 +408,20 @@ def _train_steps(run: RunState, stop: StopRequest, bar: Any) -> _EpochSteps:
         done.images += labels.shape[0]
         if task is not None:
             bar.advance(task)
-        if run.global_step % NONFINITE_CHECK_EVERY == 0 and done.first_nonfinite.item() >= 0:
+        looking = run.global_step % NONFINITE_CHECK_EVERY == 0
+        if looking:
+            run.ranks.agree(done, stop, totals=False)  # several processes stop together
+            if done.first_nonfinite.item() >= 0:
+                break
+        if run.global_step >= run.total_steps:
             break
-        if run.global_step >= run.total_steps or stop.requested:
+        if stop.requested and (looking or not run.ranks.distributed):
             break
     synchronize(device)
     done.seconds = time.perf_counter() - start
     if task is not None:
         bar.remove_task(task)
+    run.ranks.agree(done, stop, totals=True)
     more = run.step < steps_per_epoch and run.global_step < run.total_steps
     done.interrupted = stop.requested and more
     return done
@@ -440,7 +466,8 @@ def _check_finite(run: RunState, done: _EpochSteps) -> None:
 
 
 def _evaluate(run: RunState, images: torch.Tensor, labels: torch.Tensor) -> EvalResult:
-    return evaluate_model(
+    evaluate = run.ranks.evaluate if run.ranks.distributed else evaluate_model
+    return evaluate(
         run.model,
         images,
         labels,
@@ -492,7 +519,8 @@ def _update_best(run: RunState, val: EvalResult | None, test: EvalResult) -> boo
         if patience is not None:
             run.best_state = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
             state = run.best_state
-            atomic_write(run.run_dir / BEST_NAME, lambda file: torch.save(state, file))
+            if run.ranks.main:
+                atomic_write(run.run_dir / BEST_NAME, lambda file: torch.save(state, file))
         return False
     return patience is not None and epoch - run.best["epoch"] >= patience
 
@@ -507,7 +535,8 @@ def _fit(
 ) -> TrainResult:
     config, stop = run.config, StopRequest()
     metrics_file, test = run.run_dir / METRICS_NAME, None
-    with sigint_requests_stop(stop), reports.progress_bar(progress) as bar:
+    bar_shown = progress and run.ranks.main
+    with sigint_requests_stop(stop), reports.progress_bar(bar_shown) as bar:
         while not run.finished:
             done = _train_steps(run, stop, bar)
             _check_finite(run, done)
@@ -533,7 +562,8 @@ def _fit(
             if stop_early:
                 log(f"early stopping: no better val accuracy for {config.patience} epochs")
             _save(run)
-            append_jsonl(metrics_file, record)
+            if run.ranks.main:
+                append_jsonl(metrics_file, record)
             log(reports.epoch_line(record, config.epochs))
             if on_epoch is not None:
                 on_epoch(record)
@@ -571,5 +601,7 @@ def _finish(
         run.run_dir, run.checkpoint(), test_accuracy=test.accuracy, extra_eval_seconds=extra_eval
     )
     wall_seconds = time.perf_counter() - wall_start
-    report = reports.write_run_report(run, test, result, wall_seconds=wall_seconds, log=log)
+    report = run.ranks.from_main(
+        lambda: reports.write_run_report(run, test, result, wall_seconds=wall_seconds, log=log)
+    )
     return TrainResult.from_report(run.run_dir, report, run.metrics)
