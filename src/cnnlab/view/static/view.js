@@ -221,6 +221,7 @@ class Coalesced {
 
 const predictions = new Coalesced(predictOnce);
 const activations = new Coalesced(activationsOnce);
+state.idle = () => !predictions.busy && !activations.busy; // nothing in flight: for tests
 
 function inputChanged(since) {
   if (state.pendingSince === null) state.pendingSince = since;
@@ -411,8 +412,9 @@ function renderMaps(layers) {
         if (info.traceable) {
           canvas.addEventListener("click", (event) => {
             const box = canvas.getBoundingClientRect();
-            const col = Math.floor(((event.clientX - box.left) / box.width) * w);
-            const row = Math.floor(((event.clientY - box.top) / box.height) * h);
+            const clamp = (v, n) => Math.min(n - 1, Math.max(0, Math.floor(v * n)));
+            const col = clamp((event.clientX - box.left) / box.width, w);
+            const row = clamp((event.clientY - box.top) / box.height, h);
             state.selected = { layer: layer.index, channel: c, row, col };
             markSelection();
             explainCell(state.selected);
@@ -429,8 +431,17 @@ function renderMaps(layers) {
       const padded = new Float32Array(rows * cols).fill(layer.min);
       for (let i = 0; i < n; i++) padded[(i % rows) * cols + Math.floor(i / rows)] = values[i];
       const canvas = el("canvas", { class: "vector", title: `${n} values, top to bottom then left to right` });
-      drawMap(canvas, padded, 0, rows, cols, n <= 40 ? 8 : 4, layer.min, layer.max, signed);
-      maps.append(el("div", { class: "map" }, canvas));
+      const classes = state.model.classes;
+      const labelled = n === classes.length && n <= 20 && layer.index === state.model.layers.at(-1).index;
+      const cell = labelled ? 14 : n <= 40 ? 8 : 4;
+      drawMap(canvas, padded, 0, rows, cols, cell, layer.min, layer.max, signed);
+      const holder = el("div", { class: "map" }, canvas);
+      if (labelled) { // the output layer: one logit per class, named
+        const names = el("div", { class: "class-names" });
+        classes.forEach((name, i) => names.append(el("div", { text: `${name} ${formatNumber(values[i], 3)}` })));
+        holder.append(names);
+      }
+      maps.append(holder);
     }
   }
   markSelection();
@@ -445,9 +456,9 @@ function markSelection() {
   const shape = state.layers[layer].shape;
   const scale = canvas.width / shape[2];
   const context = canvas.getContext("2d");
-  context.strokeStyle = "#e0452b";
-  context.lineWidth = Math.max(1, scale / 4);
-  context.strokeRect(col * scale, row * scale, scale, scale);
+  context.strokeStyle = "#ff3b1f";
+  context.lineWidth = 2;
+  context.strokeRect(col * scale - 2, row * scale - 2, scale + 4, scale + 4);
   canvas.classList.add("selected");
 }
 
