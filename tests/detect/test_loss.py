@@ -1,0 +1,131 @@
+"""The YOLOv3 loss: assignment and every term against hand-computed values, and training."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cnnlab.detect.loss import YoloHead, box_iou, shape_iou, yolo_loss
+
+# A 64x64 input, one head on a 4x4 grid (stride 16), two anchors, three classes.
+HEAD = YoloHead(anchors=((10.0, 10.0), (30.0, 30.0)), mask=(0, 1), classes=3)
+BIG = 30.0  # a logit whose sigmoid is 1 to float precision
+
+
+def logit(p):
+    return math.log(p / (1 - p))
+
+
+def perfect_map(box_class=2):
+    """The raw map that predicts a 28x28 box centred at (40, 24), class 2, and nothing else.
+
+    Its anchor is 30x30 (shape IoU 784/900 against 100/784 for 10x10); its cell (2, 1), where
+    the centre's offset is (40/16 - 2, 24/16 - 1) = (0.5, 0.5), so tx = ty = logit(0.5) = 0,
+    and tw = th = log(28/30).
+    """
+    p = torch.full((1, 2, 5 + 3, 4, 4), 0.0)
+    p[:, :, 4] = -BIG  # no object anywhere ...
+    a, j, i = 1, 1, 2
+    p[0, a, 0, j, i] = 0.0
+    p[0, a, 1, j, i] = 0.0
+    p[0, a, 2, j, i] = math.log(28 / 30)
+    p[0, a, 3, j, i] = math.log(28 / 30)
+    p[0, a, 4, j, i] = BIG  # ... but here
+    p[0, a, 5:, j, i] = -BIG
+    p[0, a, 5 + box_class, j, i] = BIG
+    return p.reshape(1, 2 * 8, 4, 4)
+
+
+TARGET = [torch.tensor([[2.0, 26.0, 10.0, 54.0, 38.0]])]  # class 2, corners of 28x28 at (40, 24)
+
+
+def test_shape_iou_picks_the_closest_anchor():
+    iou = shape_iou(torch.tensor([[28.0, 28.0]]), torch.tensor(HEAD.anchors))
+    assert iou[0].tolist() == pytest.approx([100 / 784, 784 / 900])
+
+
+def test_box_iou_by_hand():
+    a = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    b = torch.tensor([[5.0, 0.0, 15.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
+    assert box_iou(a, b)[0].tolist() == pytest.approx([50 / 150, 0.0])
+
+
+def test_a_perfect_prediction_costs_nothing():
+    parts = yolo_loss([perfect_map()], [HEAD], TARGET, (64, 64))
+    assert parts.assigned == 1
+    assert parts.coordinates.item() == pytest.approx(0.0, abs=1e-10)
+    assert parts.objectness.item() == pytest.approx(0.0, abs=1e-10)
+    assert parts.classes.item() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_each_term_by_hand():
+    raw = perfect_map().view(1, 2, 8, 4, 4)
+    raw[0, 1, 0, 1, 2] = 1.0  # tx: sigmoid(1) instead of 0.5
+    raw[0, 1, 2, 1, 2] = 0.0  # tw: log(30/30) instead of log(28/30)
+    raw[0, 1, 5 + 2, 1, 2] = 0.0  # the right class at probability 0.5
+    raw[0, 0, 4, 3, 3] = 0.0  # an object guessed far away, probability 0.5
+    parts = yolo_loss([raw.reshape(1, 16, 4, 4)], [HEAD], TARGET, (64, 64))
+    scale = 2 - 28 * 28 / (64 * 64)
+    expected = scale * ((1 / (1 + math.exp(-1)) - 0.5) ** 2 + math.log(28 / 30) ** 2)
+    assert parts.coordinates.item() == pytest.approx(expected, rel=1e-6)
+    assert parts.classes.item() == pytest.approx(math.log(2), rel=1e-6)
+    assert parts.objectness.item() == pytest.approx(math.log(2), rel=1e-6)
+    assert parts.total.item() == pytest.approx(expected + 2 * math.log(2), rel=1e-6)
+
+
+def test_the_ignore_rule_spares_good_unassigned_guesses():
+    raw = perfect_map().view(1, 2, 8, 4, 4)
+    # The small anchor of the same cell guesses the same box (IoU 1 with the truth), unsure.
+    raw[0, 0, 2, 1, 2] = math.log(28 / 10)
+    raw[0, 0, 3, 1, 2] = math.log(28 / 10)
+    raw[0, 0, 4, 1, 2] = 0.0
+    spared = yolo_loss([raw.reshape(1, 16, 4, 4)], [HEAD], TARGET, (64, 64))
+    strict = YoloHead(HEAD.anchors, HEAD.mask, HEAD.classes, ignore_thresh=1.0)
+    pushed = yolo_loss([raw.reshape(1, 16, 4, 4)], [strict], TARGET, (64, 64))
+    assert spared.objectness.item() == pytest.approx(0.0, abs=1e-10)
+    assert pushed.objectness.item() == pytest.approx(math.log(2), rel=1e-6)
+
+
+def test_only_the_head_holding_the_best_anchor_trains_on_a_box():
+    small = YoloHead(HEAD.anchors, mask=(0,), classes=3)
+    large = YoloHead(HEAD.anchors, mask=(1,), classes=3)
+    maps = [torch.zeros(1, 8, 8, 8), perfect_map().view(1, 2, 8, 4, 4)[:, 1]]
+    parts = yolo_loss(maps, [small, large], TARGET, (64, 64))
+    assert parts.assigned == 1  # the 30x30 anchor's head, not the 8x8 grid of the 10x10 one
+    # The small head has no box: every one of its 64 cells is pushed to "no object".
+    assert parts.objectness.item() == pytest.approx(64 * math.log(2), rel=1e-6)
+    assert parts.classes.item() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_an_empty_scene_trains_objectness_only():
+    parts = yolo_loss([torch.zeros(2, 16, 4, 4)], [HEAD], [torch.zeros(0, 5)] * 2, (64, 64))
+    assert parts.assigned == 0 and parts.coordinates.item() == 0.0
+    assert parts.objectness.item() == pytest.approx(32 * math.log(2), rel=1e-6)  # 64 / batch 2
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="needs 16 channels; its input has 15"):
+        yolo_loss([torch.zeros(1, 15, 4, 4)], [HEAD], TARGET, (64, 64))
+    with pytest.raises(ValueError, match=r"\(M, 5\) tensor.*shape \(4,\)"):
+        yolo_loss([torch.zeros(1, 16, 4, 4)], [HEAD], [torch.zeros(4)], (64, 64))
+    with pytest.raises(ValueError, match="mask must index the 2 anchors"):
+        YoloHead(HEAD.anchors, mask=(2,), classes=3)
+
+
+def test_gradient_descent_finds_the_box():
+    torch.manual_seed(0)
+    raw = (0.01 * torch.randn(1, 16, 4, 4)).requires_grad_()
+    optimizer = torch.optim.Adam([raw], lr=0.1)
+    for _ in range(300):
+        optimizer.zero_grad()
+        yolo_loss([raw], [HEAD], TARGET, (64, 64)).total.backward()
+        optimizer.step()
+    p = raw.detach().view(2, 8, 4, 4)
+    assert p[:, 4].argmax().item() == 1 * 16 + 1 * 4 + 2  # anchor 1, row 1, column 2
+    tx, ty, tw, th = p[1, :4, 1, 2]
+    x, y = (tx.sigmoid() + 2) * 16, (ty.sigmoid() + 1) * 16
+    w, h = tw.exp() * 30, th.exp() * 30
+    found = torch.stack([x - w / 2, y - h / 2, x + w / 2, y + h / 2])[None]
+    assert box_iou(found, TARGET[0][:, 1:]).item() > 0.95
+    assert F.softmax(p[1, 5:, 1, 2], 0).argmax().item() == 2
