@@ -228,7 +228,7 @@ def reveal_command(db: DbOption = DEFAULT_DB, json_output: JsonOption = False) -
 
 
 @quest_app.command("submit")
-@user_errors(flags=QUEST_FLAGS)
+@user_errors(flags=QUEST_FLAGS | {"model": "--model", "code": "--code"})
 def submit_command(
     csv_path: Annotated[
         Path, typer.Argument(metavar="PREDICTIONS_CSV", help="The id,label file to submit.")

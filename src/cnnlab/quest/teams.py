@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection, Row
 from cnnlab.quest.db import (
     as_utc,
     lock_competition,
+    metadata,
     open_engine,
     submissions_table,
     teams_table,
@@ -93,10 +94,21 @@ def remove_team(db_url: str, name: str, *, with_submissions: bool = False) -> Re
                 "the board: expected with_submissions=True to confirm. "
                 f"Received: with_submissions={with_submissions}"
             )
-        connection.execute(delete(submissions_table).where(submissions_table.c.team_id == team.id))
+        delete_submissions(connection, team.id)
         connection.execute(delete(tokens_table).where(tokens_table.c.team_id == team.id))
         connection.execute(delete(teams_table).where(teams_table.c.id == team.id))
     return RemovedTeam(team.name, count)
+
+
+def delete_submissions(connection: Connection, team_id: int) -> None:
+    """The team's submissions and every row that refers to one of them (a model's measured run),
+    found through the schema's foreign keys."""
+    ids = select(submissions_table.c.id).where(submissions_table.c.team_id == team_id)
+    for table in reversed(metadata.sorted_tables):
+        for key in table.foreign_keys:
+            if key.column is submissions_table.c.id:
+                connection.execute(delete(table).where(key.parent.in_(ids)))
+    connection.execute(delete(submissions_table).where(submissions_table.c.team_id == team_id))
 
 
 def rotate_token(db_url: str, name: str) -> tuple[str, str]:

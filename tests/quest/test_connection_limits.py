@@ -1,0 +1,139 @@
+"""Silent and slow clients are dropped; a bounded number of connections is served at once.
+
+A real uvicorn server with ``server_config`` (the one ``quest serve`` runs) and raw sockets:
+a connection that sends nothing, or a request head that never ends, is closed by the server
+(``recv`` returns b"" long before the socket's own 15 s timeout), while a client that sends its
+request in time is answered, also on a kept-alive connection.
+"""
+
+import asyncio
+import socket
+import threading
+import time
+from contextlib import closing, contextmanager
+
+import pytest
+from fastapi import HTTPException
+from starlette.requests import Request
+
+from cnnlab.quest.http_limits import server_config
+from cnnlab.quest.server import create_app, read_limited_body
+
+CLIENT_TIMEOUT_S = 0.5
+SOCKET_TIMEOUT_S = 15.0  # far beyond the server's limit: reaching it means the server kept us
+REQUEST = b"GET /api/competition HTTP/1.1\r\nHost: quest\r\n\r\n"
+
+
+@contextmanager
+def limited_server(app, **limits):
+    import uvicorn
+
+    config = server_config(
+        app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", **limits
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+def connect(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.settimeout(SOCKET_TIMEOUT_S)
+    return sock
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (socket.timeout if it never
+    does)."""
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+@pytest.fixture
+def db_url(tmp_path, kit):
+    """SQLite only: the limits are the server's, whatever the database."""
+    return kit.make_quest(f"sqlite:///{tmp_path / 'quest.db'}").db_url
+
+
+@pytest.fixture
+def port(db_url):
+    with limited_server(create_app(db_url), client_timeout=CLIENT_TIMEOUT_S) as port:
+        yield port
+
+
+def test_a_silent_connection_is_closed(port):
+    with closing(connect(port)) as silent:
+        assert read_until_closed(silent) == b""
+
+
+def test_a_request_head_that_never_ends_is_closed(port):
+    with closing(connect(port)) as slow:
+        slow.sendall(b"GET /api/competition HTTP/1.1\r\nHost: quest\r\n")  # no blank line
+        assert read_until_closed(slow) == b""
+
+
+def test_a_head_sent_a_byte_at_a_time_is_closed_although_bytes_keep_coming(port):
+    """Each byte arriving does not restart the clock (a slowloris client)."""
+    with closing(connect(port)) as trickle:
+        closed = False
+        for byte in b"GET /api/competition HTTP/1.1\r\nX-Pad: " + b"a" * 200:
+            try:
+                trickle.sendall(bytes([byte]))
+            except OSError:  # the server has closed: a write fails
+                closed = True
+                break
+            time.sleep(CLIENT_TIMEOUT_S / 10)
+        assert closed or read_until_closed(trickle) == b""
+
+
+def test_requests_in_time_are_answered_also_on_a_kept_alive_connection(port):
+    with closing(connect(port)) as client:
+        for _ in range(2):
+            client.sendall(REQUEST)
+            head = client.recv(65536)
+            assert head.startswith(b"HTTP/1.1 200")
+        # then idle: closed after the keep-alive time
+        assert b"HTTP/1.1" not in read_until_closed(client)
+
+
+def test_connections_beyond_the_limit_get_503(db_url):
+    with limited_server(
+        create_app(db_url), client_timeout=CLIENT_TIMEOUT_S, max_connections=2
+    ) as port:
+        with closing(connect(port)) as first, closing(connect(port)) as second:
+            time.sleep(0.05)  # let the server register both
+            with closing(connect(port)) as third:
+                third.sendall(REQUEST)
+                assert third.recv(65536).startswith(b"HTTP/1.1 503")
+            assert read_until_closed(first) == read_until_closed(second) == b""
+        with closing(connect(port)) as later:  # the silent ones were dropped: room again
+            later.sendall(REQUEST)
+            assert later.recv(65536).startswith(b"HTTP/1.1 200")
+
+
+def test_an_upload_that_stalls_is_refused_with_408():
+    async def stalled_body():
+        await asyncio.Event().wait()  # the client never sends the rest
+
+    scope = {"type": "http", "method": "POST", "headers": [], "path": "/api/submissions"}
+    request = Request(scope, stalled_body)
+
+    async def read() -> None:
+        await read_limited_body(request, limit=1000, timeout=0.05)
+
+    with pytest.raises(HTTPException) as refused:
+        asyncio.run(read())
+    assert refused.value.status_code == 408
+    assert "not complete after 0.05 s" in refused.value.detail
