@@ -21,7 +21,7 @@ from typing import Any
 import torch
 import typer
 
-from cnnlab.cli.common import USAGE_EXIT, print_error
+from cnnlab.cli.common import USAGE_EXIT, err, print_error
 from cnnlab.runtime.files import write_json
 from cnnlab.runtime.validate import check_int, check_positive_int
 from cnnlab.train import TrainConfig, TrainResult, load_checkpoint, resume
@@ -96,7 +96,10 @@ def launch_training(
         args += ["--quiet"] if quiet else []
         try:
             launch_workers(
-                ["-m", WORKER_MODULE, *args], nproc=nproc, max_restarts=max_restarts or 0
+                ["-m", WORKER_MODULE, *args],
+                nproc=nproc,
+                max_restarts=max_restarts or 0,
+                print_fn=print_note,
             )
         except WorkersFailed as failure:
             if failure.exit_status == USAGE_EXIT:  # the workers' own input error
@@ -104,6 +107,10 @@ def launch_training(
             print_error(str(failure))
             raise typer.Exit(failure.exit_status) from None
     return resume(run_dir)  # finished: its stored result
+
+
+def print_note(text: str) -> None:
+    err.print(text, markup=False, highlight=False)
 
 
 def running_distributed() -> bool:

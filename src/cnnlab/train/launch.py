@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +108,7 @@ def launch_workers(
     nproc: int,
     max_restarts: int = 0,
     environment: Mapping[str, str] | None = None,
+    print_fn: Callable[[str], None] | None = None,
 ) -> None:
     """Run ``python ARGS...`` on ``nproc`` local processes under torchrun's agent (a standalone
     rendezvous on localhost), restarting the group up to ``max_restarts`` times.
@@ -113,6 +117,7 @@ def launch_workers(
     status to use) when the group failed and no restart was left, and KeyboardInterrupt when
     the launcher was interrupted (the workers are stopped). ``environment`` is added to the
     workers'; OMP_NUM_THREADS defaults to the usable CPUs shared out among the workers.
+    torchrun's own log lines are replaced by ``print_fn``'s one line per restart.
     """
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -138,7 +143,8 @@ def launch_workers(
             max_restarts=max_restarts,
             logs_specs=DefaultLogsSpecs(log_dir=str(Path(folder) / "logs")),
         )
-        with _environment(added):
+        notes = _RestartNotes(print_fn, nproc, max_restarts)
+        with _environment(added), _agent_log(notes), _signal_handlers_kept():
             try:
                 elastic_launch(config, sys.executable)(*args)
             except ChildFailedError as error:
@@ -165,6 +171,76 @@ def _environment(added: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+class _RestartNotes(logging.Handler):
+    """Takes torchrun's agent log records: a worker's failure and a restart become one line."""
+
+    def __init__(self, print_fn: Callable[[str], None] | None, nproc: int, max_restarts: int):
+        super().__init__(logging.INFO)
+        self.print_fn, self.nproc, self.max_restarts = print_fn, nproc, max_restarts
+        self.restarts, self.failed = 0, "a process failed"
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message, args = str(record.msg), record.args
+        if message.startswith("failed (exitcode") and isinstance(args, tuple) and len(args) >= 3:
+            status, rank, pid = args[:3]
+            how = _exit_description(status)
+            self.failed = f"rank {rank} (pid {pid}) {how}"
+        elif "will restart worker group" in message and self.print_fn is not None:
+            self.restarts += 1
+            self.print_fn(
+                f"{self.failed}: restarting the {self.nproc} processes from the last "
+                f"checkpoint (restart {self.restarts} of {self.max_restarts})"
+            )
+
+
+def _exit_description(status: Any) -> str:
+    if isinstance(status, int) and status < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-status).name}"
+    return f"exited with status {status}"
+
+
+@contextlib.contextmanager
+def _agent_log(handler: logging.Handler) -> Iterator[None]:
+    """torchrun's agent logs to ``handler`` only, for the block (its loggers set as they were)."""
+    loggers = [
+        logging.getLogger(name)
+        for name in (
+            "torch.distributed.elastic.agent.server.api",
+            "torch.distributed.elastic.multiprocessing.api",
+            "torch.distributed.elastic.agent.server.local_elastic_agent",
+            "torch.distributed.launcher.api",
+        )
+    ]
+    saved = [(logger, logger.level, logger.propagate) for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for logger, level, propagate in saved:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate
+
+
+@contextlib.contextmanager
+def _signal_handlers_kept() -> Iterator[None]:
+    """The agent installs its own handlers (SIGINT raises in it); put ours back after."""
+    numbers = [
+        getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, n)
+    ]
+    main_thread = threading.current_thread() is threading.main_thread()
+    kept = {number: signal.getsignal(number) for number in numbers} if main_thread else {}
+    try:
+        yield
+    finally:
+        for number, handler in kept.items():
+            signal.signal(number, handler)
 
 
 def _read_errors(folder: Path) -> list[dict[str, Any]]:
@@ -196,7 +272,7 @@ def describe_failure(
     if killed:
         first = killed[0]
         pid = f" (pid {first.pid})" if first.pid else ""
-        return f"rank {first.rank}{pid} was killed by {first.signal}{after}", 1
+        return f"rank {first.rank}{pid} {_exit_description(first.exit_status)}{after}", 1
     recorded = sorted(records, key=_time)
     if recorded:
         first_record = recorded[0]

@@ -37,9 +37,16 @@ EXCLUDED_FROM_TRAINING_CLOCK = (
 
 
 def run_context(
-    device: torch.device, config: Any, *, wall_seconds: float, resumed: bool
+    device: torch.device,
+    config: Any,
+    *,
+    wall_seconds: float,
+    resumed: bool,
+    processes: int = 1,
+    backend: str | None = None,
 ) -> dict[str, Any]:
-    """What produced the numbers; ``wall_seconds`` is this process's (a resumed run's last)."""
+    """What produced the numbers; ``wall_seconds`` is this process's (a resumed run's last).
+    ``processes`` trained together (torchrun), each on batch_size / processes images a step."""
     return {
         **software_context(),
         "device": str(device),
@@ -48,7 +55,9 @@ def run_context(
         "parameter_dtype": "float32",
         "batch_size": config.batch_size,
         "seed": config.seed,
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(),  # per process
+        "processes": processes,
+        "distributed_backend": backend,
         "wall_seconds": wall_seconds,
         "resumed": resumed,
         "excluded": EXCLUDED_FROM_TRAINING_CLOCK,
@@ -138,7 +147,14 @@ def write_run_report(
         test=test,
         result=result.to_dict(),
         flops_per_image=training_flops_per_image(run.model, tuple(run.model.cnnlab.input_shape)),
-        context=run_context(run.device, run.config, wall_seconds=wall_seconds, resumed=run.resumed),
+        context=run_context(
+            run.device,
+            run.config,
+            wall_seconds=wall_seconds,
+            resumed=run.resumed,
+            processes=run.ranks.world_size,
+            backend=run.ranks.backend,
+        ),
     )
     path = write_json(run.run_dir / REPORT_NAME, report)
     image = preprocess(run.test[0][:1], run.normalization, run.adapter)[0]  # (C, H, W)
