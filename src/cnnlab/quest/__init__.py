@@ -11,4 +11,9 @@ server's dependencies):
 - ``cnnlab.quest.page``: the HTML page with its inline SVG histogram.
 - ``cnnlab.quest.server``: ``create_app(db_url)``, the FastAPI app.
 - ``cnnlab.quest.client``: ``submit`` and ``leaderboard`` over HTTP (httpx).
+- ``cnnlab.quest.fields``: team names (distinct ignoring case, width and look-alikes), text
+  without control characters, training times.
+- ``cnnlab.quest.teams``: ``list_teams``, ``remove_team``, ``rotate_token``.
+- ``cnnlab.quest.sqlite_files``: the database built aside and private (0600).
+- ``cnnlab.quest.http_limits``: deadlines and a connection limit for the server.
 """
