@@ -36,6 +36,7 @@ DEFAULT_PORT = 8765
 DEFAULT_MAX_UPLOAD_BYTES = 5 * 2**20
 MAX_TEST_IMAGES = 100  # per request
 MAX_MAPS_PER_LAYER = 64  # feature maps sent per layer; the page says how many it shows
+MAX_VALUES_PER_LAYER = 65_536  # and at most this many numbers (256 KiB): 5 maps of 112x112
 STATIC_FILES = {
     "view.js": "text/javascript",
     "view.css": "text/css",
@@ -264,7 +265,10 @@ def test_image_page(session: ViewSession, start: int, count: int) -> dict[str, A
 def layer_maps(record: LayerRecord) -> dict[str, Any]:
     """A layer's shown output as float32 bytes in base64, with its range for the colours."""
     shown = record.shown.float()
-    kept = shown[:MAX_MAPS_PER_LAYER] if shown.dim() == 3 else shown
+    kept = shown
+    if shown.dim() == 3:
+        area = shown.shape[1] * shown.shape[2]
+        kept = shown[: max(1, min(MAX_MAPS_PER_LAYER, MAX_VALUES_PER_LAYER // area))]
     values = kept.contiguous().numpy().astype("<f4")
     return {
         "index": record.row.index,
