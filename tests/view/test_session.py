@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 import cnnlab
+from cnnlab.data.device import preprocess
 from cnnlab.view.session import open_view
 from cnnlab.view.trace import explain_cell, slide_trace
 
@@ -129,3 +132,36 @@ def test_a_zoo_model_opens_with_its_initial_weights_and_no_test_images():
 def test_wrongly_sized_pixels_are_refused(session):
     with pytest.raises(ValueError, match=r"C\*H\*W = 1\*8\*8 = 64 bytes .* Received: 63 bytes"):
         session.predict(bytes(63))
+
+
+@pytest.mark.slow
+def test_an_export_predicts_on_its_runtime_with_the_layers_of_its_checkpoint(digits_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from cnnlab.deploy import ExportConfig, export_model, load_export
+
+    run = tmp_path / "run"
+    shutil.copytree(digits_run, run)
+    export = export_model(ExportConfig(str(run), out=str(tmp_path / "export"))).folder
+    view = open_view(export)
+    assert view.kind == "export" and view.layers_note is None
+    pixels = view.dataset.test_images[0].numpy().tobytes()
+    runtime = load_export(export).predict(view.image_tensor(pixels))[0]
+    best = runtime.argsort(descending=True)[:5]
+    top = view.predict(pixels)
+    assert [name for _, name in top] == [view.predictor.classes[i] for i in best]
+    assert [p for p, _ in top] == pytest.approx([float(runtime[i]) for i in best])
+    assert not isinstance(view.predictor.model, torch.nn.Sequential)  # the ONNX session
+    checkpoint = cnnlab.load(run)
+    with torch.inference_mode():
+        logits = checkpoint.model(
+            preprocess(view.image_tensor(pixels), checkpoint.normalization, checkpoint.adapter)
+        )
+    torch.testing.assert_close(view.forward(pixels)[-1].before, logits[0])
+
+    (run / "checkpoint.pt").write_bytes((run / "checkpoint.pt").read_bytes() + b"\0")
+    changed = open_view(export)
+    assert changed.layers_model is None and "changed since the export" in changed.layers_note
+    with pytest.raises(ValueError, match="changed since the export"):
+        changed.forward(pixels)
+    (run / "checkpoint.pt").unlink()
+    assert "is gone" in open_view(export).layers_note
