@@ -66,13 +66,18 @@ def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return resized
 
 
+def letterbox_size(old_w: int, old_h: int, width: int, height: int) -> tuple[int, int]:
+    """The (width, height) an old_w x old_h image takes inside a width x height letterbox
+    (letterbox_image, and correct_region_boxes when detections are mapped back)."""
+    if np.float32(width) / np.float32(old_w) < np.float32(height) / np.float32(old_h):
+        return width, (old_h * width) // old_w
+    return (old_w * height) // old_h, height
+
+
 def letterbox_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """Darknet's letterbox_image: fit inside width x height keeping the aspect, centre on 0.5."""
     _, old_h, old_w = image.shape
-    if np.float32(width) / np.float32(old_w) < np.float32(height) / np.float32(old_h):
-        new_w, new_h = width, (old_h * width) // old_w
-    else:
-        new_w, new_h = (old_w * height) // old_h, height
+    new_w, new_h = letterbox_size(old_w, old_h, width, height)
     resized = resize_image(image, new_w, new_h)
     boxed = np.full((image.shape[0], height, width), 0.5, dtype=np.float32)
     top, left = (height - new_h) // 2, (width - new_w) // 2

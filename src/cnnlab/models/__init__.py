@@ -3,7 +3,17 @@
 Each family module registers its builders when imported, so each is imported here by name.
 """
 
-from cnnlab.models import alexnet, darknet, darknet_cfg, googlenet, lenet, mlp, resnet, vgg  # noqa: F401
+from cnnlab.models import (  # noqa: F401
+    alexnet,
+    darknet,
+    darknet_cfg,
+    detectors,
+    googlenet,
+    lenet,
+    mlp,
+    resnet,
+    vgg,
+)
 from cnnlab.models.registry import (
     ModelInfo,
     ModelSpec,

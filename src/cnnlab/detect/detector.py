@@ -1,0 +1,191 @@
+"""A detector: a Darknet network with ``[region]``/``[yolo]`` heads and Darknet's decode settings.
+
+``Detector.detect`` does what ``darknet detect`` does for one image (examples/detector.c,
+test_detector): load RGB in [0, 1], letterbox to the network's input, run the network, decode
+every head with the threshold (0.5 by default), map the boxes back to the original image, and
+NMS per class (0.45). Its result is a (K, 6) tensor x1, y1, x2, y2, score, class in
+original-image pixels, highest score first (``cnnlab.detect.metrics`` reads this).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cnnlab.darknet.classify import letterbox_image, load_image_color
+from cnnlab.darknet.network import DarknetNet, build_network
+from cnnlab.darknet.weights import load_weights
+from cnnlab.detect.decode import correct_boxes, decode, detection_heads, to_pixel_corners
+from cnnlab.detect.nms import do_nms_sort, score_rows
+from cnnlab.runtime.validate import check_number
+
+DEFAULT_THRESH = 0.5  # test_detector's -thresh
+DEFAULT_NMS = 0.45  # test_detector's nms
+
+
+@dataclass(frozen=True)
+class ImageDetections:
+    """One image's detections: ``rows`` (K, 6) x1, y1, x2, y2, score, class in pixels of the
+    ``size`` = (height, width) image; ``seconds`` is the network's forward pass alone (the time
+    Darknet prints)."""
+
+    image: str
+    size: tuple[int, int]
+    rows: torch.Tensor
+    seconds: float
+
+    def __repr__(self) -> str:
+        height, width = self.size
+        return f"ImageDetections({self.image!r}, {width}x{height}, {len(self.rows)} boxes)"
+
+
+def load_image(path: str | os.PathLike[str], channels: int = 3) -> np.ndarray:
+    """(C, H, W) float32 in [0, 1]: RGB as Darknet's load_image_color, or grey for a
+    one-channel network."""
+    if channels == 3:
+        return load_image_color(path)
+    rgb = load_image_color(path)  # same checks and messages as for colour
+    grey = np.asarray(
+        Image.fromarray((rgb.transpose(1, 2, 0) * 255).round().astype(np.uint8)).convert("L")
+    )
+    return (grey[None].astype(np.float64) / 255.0).astype(np.float32)
+
+
+class Detector:
+    """``network`` with its heads, class ``names`` and thresholds; ``mean``/``std`` normalise
+    the [0, 1] input per channel (0 and 1 for Darknet's own files)."""
+
+    def __init__(
+        self,
+        network: DarknetNet,
+        names: list[str] | None = None,
+        *,
+        thresh: float = DEFAULT_THRESH,
+        nms: float = DEFAULT_NMS,
+        mean: tuple[float, ...] = (0.0,),
+        std: tuple[float, ...] = (1.0,),
+    ) -> None:
+        check_number("thresh", thresh, 0.0, 1.0, "a score threshold in [0, 1)")
+        check_number("nms", nms, 0.0, math.nextafter(1.0, 2.0), "an IoU threshold in [0, 1]")
+        self.network = network.eval()
+        self.heads = detection_heads(network.plan)
+        self.classes = self.heads[0].classes
+        names = list(names) if names is not None else [str(i) for i in range(self.classes)]
+        if len(names) < self.classes:
+            raise ValueError(
+                f"names has {len(names)} class names but the network detects {self.classes} "
+                "classes; expected one name per class"
+            )
+        self.names = names
+        self.thresh, self.nms = float(thresh), float(nms)
+        self.channels, height, width = network.plan.input_shape
+        self.net_size = (height, width)
+        self._mean = torch.tensor(mean, dtype=torch.float32).reshape(-1, 1, 1)
+        self._std = torch.tensor(std, dtype=torch.float32).reshape(-1, 1, 1)
+
+    @classmethod
+    def from_darknet(
+        cls, cfg: str | os.PathLike[str], weights: str | os.PathLike[str], **settings
+    ) -> Detector:
+        """A detector from Darknet's .cfg and .weights files (every weight must be there)."""
+        network = build_network(cfg)
+        info = load_weights(network, weights)
+        if not info.complete:
+            raise ValueError(f"{weights}: {info.describe()}; a detector needs all its weights")
+        return cls(network, **settings)
+
+    def __repr__(self) -> str:
+        c, (h, w) = self.channels, self.net_size
+        kinds = ",".join(head.kind.value for head in self.heads)
+        return (
+            f"Detector({self.network.plan.cfg.source!r}, input={c}x{h}x{w}, heads={kinds}, "
+            f"classes={self.classes}, thresh={self.thresh}, nms={self.nms})"
+        )
+
+    def raw_outputs(self, batch: torch.Tensor) -> list[torch.Tensor]:
+        """Each head's raw map for a letterboxed batch (N, C, H, W) in [0, 1]."""
+        batch = (batch - self._mean) / self._std
+        layers = tuple(head.layer for head in self.heads)
+        with torch.inference_mode():
+            outputs = self.network.forward_layers(batch, layers)
+        return [outputs[layer] for layer in layers]
+
+    def postprocess(
+        self, raws: list[torch.Tensor], sizes: list[tuple[int, int]]
+    ) -> list[torch.Tensor]:
+        """Decode, threshold, undo the letterbox and NMS: one (K, 6) tensor per image of
+        ``sizes`` (height, width each)."""
+        decoded = decode(self.heads, raws, self.net_size)
+        scores = decoded.scores(self.thresh)
+        results = []
+        for index, size in enumerate(sizes):
+            live = torch.nonzero(scores[index].amax(dim=1) > 0).flatten()
+            boxes = correct_boxes(decoded.boxes[index, live].double(), size, self.net_size)
+            kept = do_nms_sort(boxes, scores[index, live], self.nms)
+            results.append(score_rows(to_pixel_corners(boxes, size), kept))
+        return results
+
+    def letterbox(self, image: np.ndarray) -> torch.Tensor:
+        """(C, H, W) in [0, 1] -> the network's letterboxed input (C, net_h, net_w)."""
+        height, width = self.net_size
+        return torch.from_numpy(letterbox_image(image, width, height))
+
+    def detect_array(self, image: np.ndarray, name: str = "<array>") -> ImageDetections:
+        """Detections in one (C, H, W) float32 image in [0, 1]."""
+        if image.ndim != 3 or image.shape[0] != self.channels:
+            raise ValueError(
+                f"expected an image of shape ({self.channels}, H, W), got {tuple(image.shape)}"
+            )
+        batch = self.letterbox(image)[None]
+        start = time.perf_counter()
+        raws = self.raw_outputs(batch)
+        seconds = time.perf_counter() - start
+        size = (int(image.shape[1]), int(image.shape[2]))
+        return ImageDetections(name, size, self.postprocess(raws, [size])[0], seconds)
+
+    def detect(self, path: str | os.PathLike[str]) -> ImageDetections:
+        """Detections in one image file, as ``darknet detect`` finds them."""
+        return self.detect_array(load_image(path, self.channels), str(path))
+
+    def label(self, cls: int) -> str:
+        return self.names[cls]
+
+
+def detector_from_checkpoint(path: str | os.PathLike[str], **settings) -> Detector:
+    """The detector of a run folder or checkpoint whose model is a zoo detector (its name and
+    arguments in the checkpoint, as classification runs hold theirs)."""
+    from cnnlab.models import create_model
+    from cnnlab.train.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(path, map_location="cpu")
+    file = Path(path)
+    try:
+        info, data = checkpoint["model"], checkpoint["data"]
+        name, kwargs = info["name"], dict(info["kwargs"])
+        classes = [str(c) for c in data["classes"]]
+        normalization = data.get("normalization") or {"mean": (0.0,), "std": (1.0,)}
+        mean, std = tuple(normalization["mean"]), tuple(normalization["std"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(
+            f"{file} is an incomplete cnnlab checkpoint: cannot read its model or data "
+            f"description ({type(error).__name__}: {error})"
+        ) from None
+    model = create_model(name, **kwargs)
+    if not isinstance(model, DarknetNet):
+        raise ValueError(
+            f"{file} holds model {name!r}, which is not a detector: expected a detection zoo "
+            "model (cnnlab models 'yolo*')"
+        )
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except (RuntimeError, KeyError) as error:
+        first = str(error).strip().splitlines()[0]
+        raise ValueError(f"{file}: its weights do not fit {name!r}: {first}") from None
+    return Detector(model, classes, mean=mean, std=std, **settings)

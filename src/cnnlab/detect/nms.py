@@ -1,0 +1,71 @@
+"""Per-class non-maximum suppression with Darknet's ``do_nms_sort`` semantics, in torch.
+
+Darknet (pjreddie/darknet 2018, box.c) keeps, for each detection, a score per class. For each
+class separately it sorts the detections by that class's score, highest first, and walks down
+the list: a detection whose score is still above 0 sets to 0 the score of that class in every
+later detection whose box overlaps it by an IoU above the threshold. A suppressed detection
+suppresses nothing, and suppression in one class leaves the others alone: one box can report
+two classes. Boxes are centre x, y, width, height (IoU is the same in any units).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def center_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Darknet's box_iou of centre boxes a (M, 4) and b (K, 4): (M, K); 0 where the boxes do
+    not overlap, and where both have no area."""
+    left = torch.maximum(a[:, None, 0] - a[:, None, 2] / 2, b[None, :, 0] - b[None, :, 2] / 2)
+    right = torch.minimum(a[:, None, 0] + a[:, None, 2] / 2, b[None, :, 0] + b[None, :, 2] / 2)
+    top = torch.maximum(a[:, None, 1] - a[:, None, 3] / 2, b[None, :, 1] - b[None, :, 3] / 2)
+    bottom = torch.minimum(a[:, None, 1] + a[:, None, 3] / 2, b[None, :, 1] + b[None, :, 3] / 2)
+    width, height = right - left, bottom - top
+    inter = torch.where((width < 0) | (height < 0), torch.zeros_like(width), width * height)
+    union = (a[:, None, 2] * a[:, None, 3]) + (b[None, :, 2] * b[None, :, 3]) - inter
+    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), 0.0)
+
+
+def greedy_keep(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Indices of the boxes greedy NMS keeps among those with a score above 0, best first (of
+    equal scores the earlier box first)."""
+    candidates = torch.nonzero(scores > 0).flatten()
+    if candidates.numel() == 0:
+        return candidates
+    order = candidates[torch.argsort(scores[candidates], descending=True, stable=True)]
+    overlaps = (center_iou(boxes[order], boxes[order]) > iou_threshold).cpu().numpy()
+    removed = np.zeros(len(order), dtype=bool)
+    for i in range(len(order)):
+        if not removed[i]:
+            removed[i + 1 :] |= overlaps[i, i + 1 :]
+    return order[torch.from_numpy(~removed).to(order.device)]
+
+
+def do_nms_sort(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Darknet's per-class NMS: boxes (M, 4) centre form, scores (M, C) with 0 for "not this
+    class"; returns the scores with every suppressed (box, class) set to 0."""
+    if not 0 <= iou_threshold <= 1:
+        raise ValueError(f"nms must be an IoU threshold in [0, 1]. Received: nms={iou_threshold}")
+    if boxes.ndim != 2 or boxes.shape[-1] != 4 or scores.shape[0] != boxes.shape[0]:
+        raise ValueError(
+            f"expected boxes (M, 4) and scores (M, C), got {tuple(boxes.shape)} and "
+            f"{tuple(scores.shape)}"
+        )
+    kept = torch.zeros_like(scores)
+    for cls in torch.nonzero((scores > 0).any(dim=0)).flatten().tolist():
+        keep = greedy_keep(boxes, scores[:, cls], iou_threshold)
+        kept[keep, cls] = scores[keep, cls]
+    return kept
+
+
+def score_rows(corners: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """(K, 6) rows x1, y1, x2, y2, score, class: one per (box, class) with a score above 0,
+    highest score first."""
+    box_index, cls = torch.nonzero(scores > 0, as_tuple=True)
+    values = scores[box_index, cls]
+    order = torch.argsort(values, descending=True, stable=True)
+    box_index, cls, values = box_index[order], cls[order], values[order]
+    return torch.cat(
+        (corners[box_index].float(), values[:, None].float(), cls[:, None].float()), dim=1
+    )
