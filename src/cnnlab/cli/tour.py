@@ -162,5 +162,6 @@ def tour_command(
         "cnnlab explain conv --input samples/test-0000-Ankle-boot.png --kernel sobel-x "
         "--out maps.png, "
         "cnnlab summary MODEL --style darknet, cnnlab data list, "
-        "cnnlab predict RUN_DIR image.png, cnnlab bench crossover, cnnlab hw catalog, cnnlab --help"
+        "cnnlab predict RUN_DIR image.png, cnnlab view RUN_DIR, cnnlab bench crossover, "
+        "cnnlab hw catalog, cnnlab --help"
     )
