@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -165,3 +166,28 @@ def test_an_export_predicts_on_its_runtime_with_the_layers_of_its_checkpoint(dig
         changed.forward(pixels)
     (run / "checkpoint.pt").unlink()
     assert "is gone" in open_view(export).layers_note
+
+
+def test_forward_passes_in_threads_keep_their_own_layers(session):
+    """The server answers in threads: predictions and forward passes interleave."""
+    images = [session.dataset.test_images[i].numpy().tobytes() for i in range(4)]
+    expected = [session.forward(image)[0].before for image in images]
+    failures: list[str] = []
+
+    def work(index: int) -> None:
+        for _ in range(15):
+            session.predict(images[index])
+            try:
+                got = session.forward(images[index])[0].before
+            except ValueError as error:
+                failures.append(str(error))
+                continue
+            if not torch.equal(got, expected[index]):
+                failures.append(f"image {index} got another image's layers")
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []

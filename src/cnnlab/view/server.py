@@ -75,10 +75,13 @@ class HttpError(Exception):
 
 @dataclass
 class LastForward:
-    """The most recent forward pass, kept so that clicking cells of one image is instant."""
+    """The most recent forward pass, kept so that clicking cells of one image is instant.
 
-    pixels: bytes = b""
-    records: list[LayerRecord] | None = None
+    One attribute holding (pixels, records), replaced whole: requests run in threads, and a
+    reader must never pair one image's pixels with another's layers.
+    """
+
+    entry: tuple[bytes, list[LayerRecord]] | None = None
 
 
 def create_app(
@@ -90,9 +93,11 @@ def create_app(
     last = LastForward()
 
     def forward(pixels: bytes) -> list[LayerRecord]:
-        if last.records is None or last.pixels != pixels:
-            last.records, last.pixels = session.forward(pixels), pixels
-        return last.records
+        entry = last.entry
+        if entry is None or entry[0] != pixels:
+            entry = (pixels, session.forward(pixels))
+            last.entry = entry
+        return entry[1]
 
     @app.exception_handler(ValueError)
     async def value_error(request: Request, error: ValueError) -> JSONResponse:

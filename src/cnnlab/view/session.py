@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,13 @@ class LayerRecord:
         """The map the page draws: after the activation function when there is one."""
         return self.before if self.after is None else self.after
 
+    def __repr__(self) -> str:
+        folded = "" if self.activation is None else f" + {self.row.activation}"
+        return (
+            f"LayerRecord({self.row.path!r}, {self.row.module_type}{folded}, "
+            f"in={tuple(self.inputs.shape)}, out={tuple(self.before.shape)})"
+        )
+
 
 @dataclass(frozen=True, repr=False)
 class ViewSession:
@@ -63,6 +71,9 @@ class ViewSession:
     dataset: Dataset | None
     data_note: str | None = None
     layers_note: str | None = None
+    # the server answers requests in threads: one forward pass at a time, so that the hooks of
+    # one pass never see the layers of another
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __repr__(self) -> str:
         data = self.dataset.name if self.dataset is not None else "no test images"
@@ -87,7 +98,9 @@ class ViewSession:
 
     def predict(self, pixels: bytes) -> list[tuple[float, str]]:
         """The top classes of one image, as (probability, class name), best first."""
-        return self.predictor.top_k(self.image_tensor(pixels), TOP_K)[0]
+        image = self.image_tensor(pixels)
+        with self.lock:
+            return self.predictor.top_k(image, TOP_K)[0]
 
     def forward(self, pixels: bytes) -> list[LayerRecord]:
         """Every layer of one image: its input, its output and its activation's output."""
@@ -104,17 +117,18 @@ class ViewSession:
             # clones: an in-place activation would change the values after this hook ran
             calls.append(Call(path, module, first, _copy(first), result, _copy(result)))
 
-        handles = [
-            module.register_forward_hook(lambda m, a, o, p=path: record(p, m, a, o))
-            for path, module in model.named_modules()
-            if path and _is_summary_layer(module)
-        ]
-        try:
-            with torch.inference_mode():
-                model(x)
-        finally:
-            for handle in handles:
-                handle.remove()
+        with self.lock:
+            handles = [
+                module.register_forward_hook(lambda m, a, o, p=path: record(p, m, a, o))
+                for path, module in model.named_modules()
+                if path and _is_summary_layer(module)
+            ]
+            try:
+                with torch.inference_mode():
+                    model(x)
+            finally:
+                for handle in handles:
+                    handle.remove()
         return _fold(calls, self.layers)
 
 
@@ -200,9 +214,9 @@ def open_view(
         return _session(text, "run", predictor, predictor, dataset, note)
     resolved = resolve_source(text, data=data, data_dir=data_dir)
     note = None if resolved.dataset is not None else "no --data given: no test images"
-    return _session(
-        text, "zoo", resolved.predictor, resolved.predictor, resolved.dataset, note, untrained=True
-    )
+    untrained = "a zoo model's initial weights, not trained"
+    model = resolved.predictor
+    return _session(text, "zoo", model, model, resolved.dataset, note, untrained)
 
 
 def _open_export(folder: Path, data: str | None, data_dir: Any) -> ViewSession:
@@ -233,14 +247,10 @@ def _session(
     dataset: Dataset | None,
     data_note: str | None,
     layers_note: str | None = None,
-    *,
-    untrained: bool = False,
 ) -> ViewSession:
     rows: tuple[LayerSummary, ...] = ()
     if layers_model is not None:
         rows = summary(layers_model.model, layers_model.adapter.model_shape).layers
-    if untrained:
-        layers_note = "a zoo model's initial weights, not trained"
     return ViewSession(source, kind, predictor, layers_model, rows, dataset, data_note, layers_note)
 
 
