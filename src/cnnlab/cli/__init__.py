@@ -22,6 +22,7 @@ from cnnlab.cli.bench_run import bench_run_command
 from cnnlab.cli.common import err, out
 from cnnlab.cli.darknet import darknet_app
 from cnnlab.cli.data import data_app
+from cnnlab.cli.detect import detect_command
 from cnnlab.cli.explain import explain_app
 from cnnlab.cli.export import export_command
 from cnnlab.cli.hw import hw_app
@@ -56,6 +57,7 @@ app.add_typer(darknet_app, name="darknet")
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("predict")(predict_command)
+app.command("detect")(detect_command)
 app.command("export")(export_command)
 app.add_typer(hw_app, name="hw")
 bench_app.command("run")(bench_run_command)

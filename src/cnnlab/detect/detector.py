@@ -12,17 +12,18 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from cnnlab.darknet.classify import letterbox_image, load_image_color
 from cnnlab.darknet.network import DarknetNet, build_network
 from cnnlab.darknet.weights import load_weights
 from cnnlab.detect.decode import correct_boxes, decode, detection_heads, to_pixel_corners
+from cnnlab.detect.draw import draw_boxes, image_from_array, save_png
 from cnnlab.detect.nms import do_nms_sort, score_rows
 from cnnlab.runtime.validate import check_number
 
@@ -46,15 +47,14 @@ class ImageDetections:
         return f"ImageDetections({self.image!r}, {width}x{height}, {len(self.rows)} boxes)"
 
 
-def load_image(path: str | os.PathLike[str], channels: int = 3) -> np.ndarray:
-    """(C, H, W) float32 in [0, 1]: RGB as Darknet's load_image_color, or grey for a
-    one-channel network."""
+def to_channels(rgb: np.ndarray, channels: int) -> np.ndarray:
+    """An RGB (3, H, W) image in [0, 1] as the network's input channels: itself for 3, PIL's
+    grey (L = 0.299 R + 0.587 G + 0.114 B of the 8-bit values) for 1."""
     if channels == 3:
-        return load_image_color(path)
-    rgb = load_image_color(path)  # same checks and messages as for colour
-    grey = np.asarray(
-        Image.fromarray((rgb.transpose(1, 2, 0) * 255).round().astype(np.uint8)).convert("L")
-    )
+        return rgb
+    if channels != 1:
+        raise ValueError(f"cnnlab detects in 1- or 3-channel images, not {channels} channels")
+    grey = np.asarray(image_from_array(rgb).convert("L"))
     return (grey[None].astype(np.float64) / 255.0).astype(np.float32)
 
 
@@ -152,10 +152,40 @@ class Detector:
 
     def detect(self, path: str | os.PathLike[str]) -> ImageDetections:
         """Detections in one image file, as ``darknet detect`` finds them."""
-        return self.detect_array(load_image(path, self.channels), str(path))
+        return self.detect_array(to_channels(load_image_color(path), self.channels), str(path))
 
-    def label(self, cls: int) -> str:
-        return self.names[cls]
+
+@dataclass(frozen=True)
+class FileDetections:
+    """One image file's detections, the PNG drawn (if any) and the end-to-end time: read,
+    letterbox, forward, decode, NMS, draw and write."""
+
+    detections: ImageDetections
+    png: Path | None
+    total_seconds: float
+
+
+def detect_files(
+    detector: Detector, paths: list[Path], out: Path | None = None
+) -> Iterator[FileDetections]:
+    """Detect in each file in turn; with ``out``, draw each image's boxes into ``out``/NAME.png
+    (NAME-2.png, ... when two inputs share a name)."""
+    used: set[str] = set()
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        start = time.perf_counter()
+        rgb = load_image_color(path)
+        found = detector.detect_array(to_channels(rgb, detector.channels), str(path))
+        png = None
+        if out is not None:
+            stem, count = path.stem, 1
+            while (name := stem if count == 1 else f"{stem}-{count}") in used:
+                count += 1
+            used.add(name)
+            drawn = draw_boxes(image_from_array(rgb), found.rows, detector.names, detector.classes)
+            png = save_png(drawn, out / f"{name}.png")
+        yield FileDetections(found, png, time.perf_counter() - start)
 
 
 def detector_from_checkpoint(path: str | os.PathLike[str], **settings) -> Detector:
