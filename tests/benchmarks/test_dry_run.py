@@ -152,7 +152,26 @@ def check_darknet_cpu(result: dict, stdout: str) -> None:
     assert "each at its best thread count" in stdout
 
 
+def check_ddp_cpu(result: dict, stdout: str) -> None:
+    context = result["context"]
+    assert context["benchmark"] == "ddp_cpu" and context["dry_run"] is True
+    assert context["data"] == "digits" and context["batch_sizes"] == [64]
+    assert context["torch_version"] and context["cpu_count"] >= 1
+    rows = result["results"]
+    assert [(row["processes"], row["threads_per_process"]) for row in rows] == [(1, 2), (2, 1)]
+    for row in rows:
+        assert row["batch_size"] == 64
+        assert row["batch_per_process"] == 64 // row["processes"]  # the global batch, split
+        (run,) = row["runs"]
+        assert run["steps"] == context["steps_per_run"] == 3
+        assert row["images_per_second"] == run["images_per_second"] > 0
+        assert 0.0 <= run["test_accuracy"] <= 1.0
+    for name in ("1 process x 2 threads", "2 processes x 1 thread", "images/s"):
+        assert name in stdout
+
+
 CHECKS: dict[str, tuple[str, Callable[[dict, str], None]]] = {
+    "ddp_cpu.py": ("ddp_cpu.json", check_ddp_cpu),
     "train_cpu.py": ("train_cpu.json", check_train_cpu),
     "infer_cpu.py": ("infer_cpu.json", check_infer_cpu),
     "darknet_cpu.py": ("darknet_cpu.json", check_darknet_cpu),

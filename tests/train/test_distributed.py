@@ -302,3 +302,30 @@ def test_an_error_in_the_workers_reaches_the_user_as_one_line(tmp_path, capfd):
         "Accepted: num_classes, in_channels"
     ]
     assert out == ""
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_the_processes_use_nccl_and_sync_bn(tmp_path, capfd):
+    gpus = min(torch.cuda.device_count(), 2)  # one process per GPU
+    run = tmp_path / "cuda"
+    args = ["resnet18", "--data", "digits", "--steps", "4", "--batch-size", str(16 * gpus)]
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "train",
+                *args,
+                "--device",
+                "cuda",
+                "--nproc",
+                str(gpus),
+                "--sync-bn",
+                "--out",
+                str(run),
+            ]
+        )
+    assert exit_info.value.code == 0, capfd.readouterr().err
+    context = load_checkpoint(run)["config"], (run / "report.json").read_text(encoding="utf-8")
+    assert context[0]["sync_bn"] is True
+    assert f'"processes": {gpus}' in context[1] and '"distributed_backend": "nccl"' in context[1]

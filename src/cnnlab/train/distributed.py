@@ -85,6 +85,13 @@ class Ranks:
         where = f"rank {self.rank} of {self.world_size}, local rank {self.local_rank}"
         return f"Ranks({where}, {self.backend})"
 
+    def backend_for(self, device: torch.device) -> str | None:
+        """The backend that carries ``device``'s tensors: gloo (CPU) or nccl (CUDA)."""
+        if self.backend is None or ":" not in self.backend:
+            return self.backend
+        pairs = dict(part.split(":", 1) for part in self.backend.split(","))
+        return pairs.get(device.type, self.backend)
+
     def device(self, choice: str) -> torch.device:
         """The device this rank trains on: ``auto``/``cuda`` take ``cuda:LOCAL_RANK``."""
         if not self.distributed:

@@ -153,7 +153,7 @@ def write_run_report(
             wall_seconds=wall_seconds,
             resumed=run.resumed,
             processes=run.ranks.world_size,
-            backend=run.ranks.backend,
+            backend=run.ranks.backend_for(run.device),
         ),
     )
     path = write_json(run.run_dir / REPORT_NAME, report)
