@@ -131,11 +131,14 @@ def submission(token: str, csv: str, model: str = "LeNet-5", train_time: str = "
 
 
 @contextmanager
-def uvicorn_thread(app):
-    """A real uvicorn server for ``app`` on 127.0.0.1 (a free port), in a thread."""
+def uvicorn_thread(app, config=None):
+    """A real uvicorn server for ``app`` on 127.0.0.1 (a free port), in a thread; ``config``:
+    another uvicorn config for it (host 127.0.0.1, port 0)."""
     import uvicorn
 
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    config = config or uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -8,7 +8,6 @@ request in time is answered, also on a kept-alive connection.
 
 import asyncio
 import socket
-import threading
 import time
 from contextlib import closing, contextmanager
 
@@ -25,25 +24,13 @@ REQUEST = b"GET /api/competition HTTP/1.1\r\nHost: quest\r\n\r\n"
 
 
 @contextmanager
-def limited_server(app, **limits):
-    import uvicorn
-
+def limited_server(app, kit, **limits):
+    """``quest serve``'s server (``server_config``) in a thread; yields its port."""
     config = server_config(
         app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", **limits
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield server.servers[0].sockets[0].getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
+    with kit.uvicorn_thread(app, config) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 def connect(port: int) -> socket.socket:
@@ -68,8 +55,8 @@ def db_url(tmp_path, kit):
 
 
 @pytest.fixture
-def port(db_url):
-    with limited_server(create_app(db_url), client_timeout=CLIENT_TIMEOUT_S) as port:
+def port(db_url, kit):
+    with limited_server(create_app(db_url), kit, client_timeout=CLIENT_TIMEOUT_S) as port:
         yield port
 
 
@@ -108,9 +95,9 @@ def test_requests_in_time_are_answered_also_on_a_kept_alive_connection(port):
         assert b"HTTP/1.1" not in read_until_closed(client)
 
 
-def test_connections_beyond_the_limit_get_503(db_url):
+def test_connections_beyond_the_limit_get_503(db_url, kit):
     with limited_server(
-        create_app(db_url), client_timeout=CLIENT_TIMEOUT_S, max_connections=2
+        create_app(db_url), kit, client_timeout=CLIENT_TIMEOUT_S, max_connections=2
     ) as port:
         with closing(connect(port)) as first, closing(connect(port)) as second:
             time.sleep(0.05)  # let the server register both
