@@ -103,6 +103,17 @@ def test_bad_pixels_are_refused_with_what_was_expected(client, body, message):
     assert message in response.json()["error"]
 
 
+def test_a_request_larger_than_the_limits_is_refused_before_it_is_read(client):
+    body = b'{"pixels": "' + b"A" * (UPLOAD_LIMIT + 2**20) + b'"}'
+    response = client.post(
+        "/api/predict", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.json()["error"] == (
+        f"the request is too large ({len(body):,} bytes): expected at most {UPLOAD_LIMIT + 2**20:,}"
+    )
+
+
 def test_activations_hold_every_layers_maps(client, session, test_image, network_input):
     result = client.post("/api/activations", json={"pixels": b64(test_image)}).json()
     assert [layer["shape"] for layer in result["layers"]] == [

@@ -34,6 +34,7 @@ from cnnlab.view.trace import explain_cell, slide_examples, slide_kernels, slide
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 DEFAULT_MAX_UPLOAD_BYTES = 5 * 2**20
+JSON_ALLOWANCE = 2**20  # bytes a request may hold beyond the upload limit (an image in base64)
 MAX_TEST_IMAGES = 100  # per request
 MAX_MAPS_PER_LAYER = 64  # feature maps sent per layer; the page says how many it shows
 MAX_VALUES_PER_LAYER = 65_536  # and at most this many numbers (256 KiB): 5 maps of 112x112
@@ -98,6 +99,18 @@ def create_app(
             entry = (pixels, session.forward(pixels))
             last.entry = entry
         return entry[1]
+
+    body_limit = max_upload_bytes + JSON_ALLOWANCE
+
+    @app.middleware("http")
+    async def refuse_large_bodies(request: Request, call_next: Any) -> Any:
+        # before the body is read: a JSON request holds one small image, an upload at most the
+        # limit (checked exactly while it is read)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > body_limit:
+            message = f"the request is too large ({int(declared):,} bytes): expected at most "
+            return JSONResponse({"error": f"{message}{body_limit:,}"}, status_code=413)
+        return await call_next(request)
 
     @app.exception_handler(ValueError)
     async def value_error(request: Request, error: ValueError) -> JSONResponse:
