@@ -22,6 +22,7 @@ from cnnlab.cli.bench_run import bench_run_command
 from cnnlab.cli.common import err, out
 from cnnlab.cli.darknet import darknet_app
 from cnnlab.cli.data import data_app
+from cnnlab.cli.data_scenes import scenes_command
 from cnnlab.cli.detect import detect_command
 from cnnlab.cli.explain import explain_app
 from cnnlab.cli.export import export_command
@@ -52,6 +53,7 @@ app = typer.Typer(
 app.add_typer(explain_app, name="explain")
 app.command("models")(models_command)
 app.command("summary")(summary_command)
+data_app.command("scenes")(scenes_command)
 app.add_typer(data_app, name="data")
 app.add_typer(darknet_app, name="darknet")
 app.command("train")(train_command)

@@ -103,16 +103,34 @@ def datasets_table(rows: list[dict[str, Any]]) -> WholeTable:
 @data_app.command("info")
 @user_errors(flags={"path": "--grid", "per_class": "--per-class", "data_dir": "--data-dir"})
 def info_command(
-    name: Annotated[str, typer.Argument(help="A dataset from `cnnlab data list`, or folder:PATH.")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="A dataset from `cnnlab data list`, folder:PATH, or a detection folder "
+            "(what `cnnlab data scenes` writes, YOLO or COCO)."
+        ),
+    ],
     data_dir: DataDirOption = None,
     grid: Annotated[
         Path | None,
-        typer.Option("--grid", help="Write a PNG with samples of every class, one row each."),
+        typer.Option(
+            "--grid",
+            help="Write a PNG with samples of every class, one row each; for a detection "
+            "folder, its first 16 training scenes with their boxes.",
+        ),
     ] = None,
     per_class: Annotated[int, typer.Option(help="Samples per class in the --grid.")] = 8,
     json_output: JsonOption = False,
 ) -> None:
-    """Counts, image shape, classes with their counts, and mean/std of a dataset."""
+    """Counts, image shape, classes with their counts, and mean/std of a dataset; for a
+    detection folder, images, objects, objects per image and box sizes per split."""
+    from cnnlab.detect.datasets import is_detection_folder
+
+    if is_detection_folder(name):
+        from cnnlab.cli.data_scenes import detection_info
+
+        detection_info(Path(name), grid, json_output)
+        return
     with terminal_progress() as progress:
         dataset = load_dataset(name, data_dir=data_dir, progress=progress)
     info = dataset.describe()
