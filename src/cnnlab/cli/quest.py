@@ -103,7 +103,10 @@ def init_command(
     ] = 5,
     close_at: Annotated[
         str | None,
-        typer.Option("--close-at", help="ISO time (UTC if no zone) when private scores show."),
+        typer.Option(
+            "--close-at",
+            help="ISO time (UTC if no zone), in the future, when private scores show.",
+        ),
     ] = None,
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="A folder holding the dataset's files.")
