@@ -495,8 +495,8 @@ function windowCanvas(map, trace, label) {
   const finite = flat.filter(Number.isFinite);
   const low = Math.min(...finite);
   const high = Math.max(...finite);
-  const scale = Math.max(2, Math.min(12, Math.floor(150 / Math.max(h, w))));
-  const canvas = el("canvas");
+  const scale = Math.max(1, Math.min(12, Math.floor(150 / Math.max(h, w))));
+  const canvas = el("canvas", { class: "input-map" }); // CSS keeps a large input at 200 px
   drawMap(canvas, flat.map((v) => (Number.isFinite(v) ? v : low)), 0, h, w, scale, low, high, low < 0);
   const context = canvas.getContext("2d");
   const [ph, pw] = trace.padding;
@@ -578,6 +578,7 @@ function renderExplanation(trace) {
 async function loadTestImages(start) {
   if (!state.model.test_images) {
     $("test-note").textContent = state.model.data_note || "";
+    $("test-pages").hidden = true;
     return;
   }
   try {
