@@ -42,9 +42,10 @@ def test_the_page_and_its_assets_are_served_by_cnnlab(client):
     assert '<script src="/static/view.js">' in page.text
     assets = re.findall(r'(?:src|href)="([^"]*)"', page.text)
     assert assets and all(a.startswith("/static/") for a in assets)  # nothing from elsewhere
-    script = client.get("/static/view.js")
-    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
-    assert "/api/explain" in script.text
+    scripts = [client.get(f"/static/{name}.js") for name in ("layers", "slide", "view")]
+    assert all(s.status_code == 200 and "javascript" in s.headers["content-type"] for s in scripts)
+    assert [a for a in assets if a.endswith(".js")] == [str(s.url.path) for s in scripts]
+    assert "/api/explain" in scripts[0].text and "/api/slide" in scripts[1].text
     assert client.get("/static/view.css").headers["content-type"].startswith("text/css")
     missing = client.get("/static/../server.py")
     assert missing.status_code == 404

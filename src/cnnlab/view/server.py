@@ -40,6 +40,8 @@ MAX_MAPS_PER_LAYER = 64  # feature maps sent per layer; the page says how many i
 MAX_VALUES_PER_LAYER = 65_536  # and at most this many numbers (256 KiB): 5 maps of 112x112
 STATIC_FILES = {
     "view.js": "text/javascript",
+    "layers.js": "text/javascript",
+    "slide.js": "text/javascript",
     "view.css": "text/css",
 }
 TRACED_KINDS = (LayerKind.CONV, LayerKind.MAX_POOL, LayerKind.AVG_POOL, LayerKind.GLOBAL_AVG_POOL)
