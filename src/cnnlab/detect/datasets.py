@@ -461,11 +461,10 @@ def letterbox(image: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarr
     grey around; ``boxes`` (pixels) follow."""
     from PIL import Image
 
+    from cnnlab.darknet.classify import letterbox_size
+
     height, width = image.shape[:2]
-    if width / size >= height / size:
-        new_w, new_h = size, max(1, height * size // width)
-    else:
-        new_w, new_h = max(1, width * size // height), size
+    new_w, new_h = (max(1, side) for side in letterbox_size(width, height, size, size))
     resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
     out = np.full((size, size, *image.shape[2:]), LETTERBOX_GREY, dtype=np.uint8)
     dx, dy = (size - new_w) // 2, (size - new_h) // 2
