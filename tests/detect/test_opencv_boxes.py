@@ -1,0 +1,162 @@
+"""Real Darknet YOLO files: cnnlab's boxes equal OpenCV DNN's and Debian's `darknet detect`.
+
+Random weights (written by cnnlab.darknet from a seeded network) give random detections; the
+seed and threshold of each cfg are chosen so that dog.jpg gets a few dozen boxes: yolov2-tiny
+with seed 0 at 0.9 (22 boxes: 18 "traffic light", 4 "zebra"), yolov3-tiny with seed 1 at 0.975
+(11; at 0.5 its 80 independent sigmoid classes give thousands). OpenCV is the oracle for the
+network, the decoding (its region and yolo layers) and the NMS (cv2.dnn.NMSBoxes per class); the
+test only maps OpenCV's boxes back from the letterbox, by hand. Both get the same letterboxed
+input (cnnlab's letterbox_image, itself tested against Darknet's classifier).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cnnlab.darknet import build_network, randomize_weights, save_weights
+from cnnlab.darknet.classify import letterbox_image, load_image_color, read_names
+from cnnlab.detect import Detector
+
+cv2 = pytest.importorskip("cv2", reason="opencv-python-headless is not installed (the dev extra)")
+if not hasattr(cv2, "dnn") or not hasattr(cv2.dnn, "readNetFromDarknet"):
+    pytest.skip(
+        "this OpenCV has no readNetFromDarknet (OpenCV 5 dropped it)", allow_module_level=True
+    )
+
+# seed, thresh, boxes at Darknet's nms 0.45, the nms of the OpenCV comparison: OpenCV's region
+# layer already runs a do_nms_sort of its own at 0.4 (its Darknet importer's setting), so the
+# region comparison runs both sides at 0.4
+CASES = {"yolov2-tiny": (0, 0.9, 22, 0.4), "yolov3-tiny": (1, 0.975, 11, 0.45)}
+NMS = 0.45
+CFG_DIR, DATA_DIR = Path("/usr/share/darknet/cfg"), Path("/usr/share/darknet/data")
+DOG = DATA_DIR / "dog.jpg"
+DARKNET_BIN = shutil.which("darknet")
+needs_darknet_files = pytest.mark.skipif(
+    not DOG.is_file(), reason="Debian's darknet package is not installed (/usr/share/darknet)"
+)
+needs_darknet_binary = pytest.mark.skipif(
+    DARKNET_BIN is None or shutil.which("stdbuf") is None or not DOG.is_file(),
+    reason="Debian's darknet binary (and coreutils' stdbuf) are not installed",
+)
+
+
+@pytest.fixture(scope="module")
+def random_files(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
+    folder = tmp_path_factory.mktemp("random-yolo")
+    files = {}
+    for name, (seed, *_) in CASES.items():
+        cfg = CFG_DIR / f"{name}.cfg"
+        weights = save_weights(
+            randomize_weights(build_network(cfg), seed=seed), folder / f"{name}.weights"
+        )
+        files[name] = (cfg, weights)
+    return files
+
+
+def opencv_rows(cfg: Path, weights: Path, thresh: float, nms: float) -> np.ndarray:
+    """OpenCV's detections of dog.jpg as rows x1, y1, x2, y2, score, class (image pixels)."""
+    net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
+    image = load_image_color(DOG)
+    _, height, width = image.shape
+    net.setInput(letterbox_image(image, 416, 416)[None])
+    found = np.concatenate(net.forward(net.getUnconnectedOutLayersNames()))
+    # each row: centre x, y, width, height (of the 416 x 416 input), objectness, class scores
+    # (objectness x probability) as OpenCV's region / yolo layers compute them
+    scores = np.where((found[:, 4:5] > thresh) & (found[:, 5:] > thresh), found[:, 5:], 0)
+    # letterbox by hand: 768 x 576 scaled to 416 x 312, 52 grey rows above
+    assert (width, height) == (768, 576)
+    new_w, new_h = 416, 312
+    x = (found[:, 0] - (416 - new_w) / 2 / 416) * 416 / new_w * width
+    y = (found[:, 1] - (416 - new_h) / 2 / 416) * 416 / new_h * height
+    w, h = found[:, 2] * 416 / new_w * width, found[:, 3] * 416 / new_h * height
+    rows = []
+    for cls in range(scores.shape[1]):
+        index = np.flatnonzero(scores[:, cls])
+        rects = [[x[i] - w[i] / 2, y[i] - h[i] / 2, w[i], h[i]] for i in index]
+        for k in np.asarray(cv2.dnn.NMSBoxes(rects, scores[index, cls].tolist(), thresh, nms)):
+            i = index[int(k)]
+            corners = [x[i] - w[i] / 2, y[i] - h[i] / 2, x[i] + w[i] / 2, y[i] + h[i] / 2]
+            rows.append([*corners, scores[i, cls], cls])
+    rows = np.array(rows, dtype=np.float64).reshape(-1, 6)
+    rows[:, [0, 2]] = rows[:, [0, 2]].clip(0, width)  # as cnnlab's (Darknet's print_cocos)
+    rows[:, [1, 3]] = rows[:, [1, 3]].clip(0, height)
+    return rows
+
+
+def by_class_and_score(rows: np.ndarray) -> np.ndarray:
+    return rows[np.lexsort((-rows[:, 4], rows[:, 5]))]
+
+
+@pytest.mark.slow
+@needs_darknet_files
+@pytest.mark.parametrize("name", CASES)
+def test_boxes_equal_opencv(name, random_files):
+    cfg, weights = random_files[name]
+    _, thresh, _, nms = CASES[name]
+    ours = Detector.from_darknet(cfg, weights, thresh=thresh, nms=nms).detect(DOG).rows.numpy()
+    theirs = opencv_rows(cfg, weights, thresh, nms)
+    assert len(ours) == len(theirs) > 5
+    ours, theirs = by_class_and_score(ours.astype(np.float64)), by_class_and_score(theirs)
+    np.testing.assert_array_equal(ours[:, 5], theirs[:, 5])
+    np.testing.assert_allclose(ours[:, 4], theirs[:, 4], atol=1e-4)
+    np.testing.assert_allclose(ours[:, :4], theirs[:, :4], rtol=1e-4, atol=0.05)
+    # no score sits so close to the threshold that rounding could decide it
+    assert np.abs(ours[:, 4] - thresh).min() > 1e-4
+
+
+def darknet_lines(cfg: Path, weights: Path, thresh: float, folder: Path) -> list[str]:
+    """`darknet detect`'s lines for dog.jpg. Debian's binary then opens a window and waits for
+    a key, so its output is read line by line (stdbuf) until it has been quiet for 5 s."""
+    for link in ("cfg", "data"):  # it reads cfg/coco.data and data/coco.names from here
+        (folder / link).symlink_to(DATA_DIR.parent / link)
+    command = ["stdbuf", "-oL", DARKNET_BIN, "detect", str(cfg), str(weights), str(DOG)]
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    process = subprocess.Popen(
+        [*command, "-thresh", str(thresh)], cwd=folder, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    lines: list[str] = []
+    deadline, quiet_since = time.monotonic() + 300, None
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([process.stdout], [], [], 1.0)
+            if ready:
+                line = process.stdout.readline()
+                if not line:
+                    break
+                lines.append(line.rstrip("\n"))
+                quiet_since = time.monotonic()
+            elif quiet_since and time.monotonic() - quiet_since > 5 and "Predicted" in lines[0]:
+                break
+    finally:
+        process.kill()
+        process.wait()
+    return lines
+
+
+@pytest.mark.slow
+@needs_darknet_binary
+@pytest.mark.parametrize("name", CASES)
+def test_lines_equal_darknet_detect(name, random_files, tmp_path):
+    cfg, weights = random_files[name]
+    _, thresh, count, _ = CASES[name]
+    theirs = darknet_lines(cfg, weights, thresh, tmp_path)
+    assert theirs[0].startswith(f"{DOG}: Predicted in ")
+    names = read_names(DATA_DIR / "coco.names")
+    detector = Detector.from_darknet(cfg, weights, thresh=thresh, nms=NMS)
+    rows = detector.detect(DOG).rows
+    ours = [f"{names[int(cls)]}: {score * 100:.0f}%" for *_, score, cls in rows.tolist()]
+    # Darknet prints in the order of its last sort; the lines themselves must be the same
+    assert len(ours) == count
+    assert Counter(theirs[1:]) == Counter(ours)
+    assert torch.all(rows[:, 4] > thresh)
