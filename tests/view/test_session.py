@@ -191,3 +191,20 @@ def test_forward_passes_in_threads_keep_their_own_layers(session):
     for thread in threads:
         thread.join()
     assert failures == []
+
+
+def test_training_data_not_at_hand_leaves_the_page_without_test_images(digits_run, monkeypatch):
+    import cnnlab.view.session as view_session
+
+    def missing(name, **kwargs):
+        raise FileNotFoundError(f"{name} is not on this machine")
+
+    monkeypatch.setattr(view_session, "load_dataset", missing)
+    view = open_view(digits_run)
+    assert view.dataset is None
+    assert view.data_note == (
+        "no test images: digits is not at hand (digits is not on this machine); "
+        "cnnlab data fetch digits"
+    )
+    with pytest.raises(FileNotFoundError, match="digits is not on this machine"):
+        open_view(digits_run, data="digits")  # asked for by name: an error, not a note
