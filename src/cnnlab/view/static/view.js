@@ -17,6 +17,7 @@ const state = {
   selected: null, // {layer, channel, row, col}
   updateMs: [], // per update: request sent -> bars drawn
   inputMs: [], // per update: oldest input not yet shown -> bars drawn
+  serverMs: [], // per update: the server's share (the forward pass and the top-5)
   updates: 0,
   top: [],
   testStart: 0,
@@ -241,6 +242,7 @@ async function predictOnce() {
     const done = performance.now();
     state.updateMs.push(done - started);
     state.inputMs.push(done - since);
+    state.serverMs.push(result.server_ms);
     state.updates += 1;
     showLatency();
     showMessage("");
