@@ -4,7 +4,6 @@ detection folder."""
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +12,7 @@ import typer
 from rich.markup import escape
 
 from cnnlab.cli.common import WholeTable, out, output_errors, print_json, user_errors
+from cnnlab.train.report import progress_bar
 
 SCENE_FLAGS = {
     "out": "--out",
@@ -121,34 +121,16 @@ def scenes_command(
 
 @contextlib.contextmanager
 def _progress() -> Iterator[object]:
-    """A bar per split on stderr when it is a terminal."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True)) as bar:
-        tasks: dict[str, int] = {}
+    """A bar per split on stderr when it is a terminal, fed by make_scenes' callback."""
+    with progress_bar(True) as bar:
+        tasks: dict[str, object] = {}
 
         def update(name: str, done: int, total: int | None) -> None:
             if name not in tasks:
                 tasks[name] = bar.add_task(name, total=total)
-            bar.update(tasks[name], completed=done, total=total)
+            bar.update(tasks[name], completed=done)
 
-        yield update
+        yield None if bar is None else update
 
 
 def detection_info(folder: Path, grid: Path | None, json_output: bool) -> None:
