@@ -127,7 +127,7 @@ def detect_command(
             out.print(f"{found.image}: Predicted in {found.seconds:f} seconds.", markup=False)
             for row in found.rows.tolist():
                 label = detector.names[int(row[5])]
-                out.print(_format_row(row, label, ext_output), markup=False)
+                print(_format_row(row, label, ext_output))  # a real tab, as Darknet prints
     elapsed = time.perf_counter() - start
     if json_output:
         print_json(frames)

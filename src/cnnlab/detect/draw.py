@@ -38,10 +38,13 @@ def draw_boxes(
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default(size=max(10, round(canvas.height * 0.03)))
     thickness = max(1, round(canvas.height * 0.006))
-    for x1, y1, x2, y2, score, cls in rows.tolist():
+    for x1, y1, x2, y2, score, cls in reversed(rows.tolist()):  # the best box drawn last, on top
         color = class_color(int(cls), classes)
-        left, top = max(0, round(x1)), max(0, round(y1))
-        right, bottom = min(canvas.width - 1, round(x2)), min(canvas.height - 1, round(y2))
+        # inside the image and never inverted, as draw_detections clamps its corners
+        left = min(max(0, round(x1)), canvas.width - 1)
+        top = min(max(0, round(y1)), canvas.height - 1)
+        right = max(left, min(canvas.width - 1, round(x2)))
+        bottom = max(top, min(canvas.height - 1, round(y2)))
         draw.rectangle((left, top, right, bottom), outline=color, width=thickness)
         text = f"{names[int(cls)]} {score * 100:.0f}%"
         tl, tt, tr, tb = draw.textbbox((0, 0), text, font=font)
