@@ -131,7 +131,7 @@ def test_drawing_changes_the_prediction_and_the_bars_are_the_models(page, sessio
     settle(page)
     blank = shown_top(page)
     assert page_pixels(page) == bytes(64)
-    page.evaluate("window.cnnlabView.updateMs = []; window.cnnlabView.inputMs = []")
+    page.evaluate("for (const k of ['updateMs', 'inputMs', 'serverMs']) window.cnnlabView[k] = []")
 
     zero = [(0.5 + 0.3 * np.sin(t), 0.5 - 0.38 * np.cos(t)) for t in np.linspace(0, 6.3, 12)]
     draw(page, [zero])
@@ -147,12 +147,14 @@ def test_drawing_changes_the_prediction_and_the_bars_are_the_models(page, sessio
 
     update_ms = page.evaluate("window.cnnlabView.updateMs")
     input_ms = page.evaluate("window.cnnlabView.inputMs")
+    server_ms = page.evaluate("window.cnnlabView.serverMs")
     assert len(update_ms) >= 4  # the bars followed the strokes, not only their ends
     report = {
         "updates": len(update_ms),
         "update_ms_median": statistics.median(update_ms),
         "update_ms_p90": sorted(update_ms)[int(0.9 * (len(update_ms) - 1))],
         "input_to_bars_ms_median": statistics.median(input_ms),
+        "server_ms_median": statistics.median(server_ms),
         "what": "lenet-like on 8x8 digits; request sent -> bars drawn, and the oldest input "
         "event not yet shown -> bars drawn; headless chromium and uvicorn on this machine",
     }
