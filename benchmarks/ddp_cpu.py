@@ -30,6 +30,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+# Idle OpenMP threads spin by default: on a shared machine two threads of one process then wait
+# for each other whenever another process holds a core (see infer_cpu.py). Passive waiting for
+# every run, inherited by the subprocesses and recorded in the JSON.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 RESULTS = Path(__file__).parent / "results"
 NAME = "ddp_cpu.json"
 MODEL = "lenet-like"
@@ -191,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": args.device,
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "excluded": "images_per_second counts the training steps only (cnnlab's training "
         "clock): process start-up, the rendezvous, loading the data, evaluation and the "
         "report are excluded",
