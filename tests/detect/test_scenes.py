@@ -1,6 +1,7 @@
 """Scene generation: boxes hold exactly the pasted pixels, the IoU limit, the source's splits
 kept apart, determinism, the two file formats, and a folder that is never left half-made."""
 
+import io
 import json
 import re
 from pathlib import Path
@@ -8,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from cnnlab.cli import app
 from cnnlab.data import Dataset
 from cnnlab.detect import scene_files
 from cnnlab.detect.datasets import load_detection_data
-from cnnlab.detect.scene_files import make_scenes, yolo_lines
+from cnnlab.detect.scene_files import encode_png, make_scenes, yolo_lines
 from cnnlab.detect.scenes import SceneConfig, box_iou, generate_split, parse_scale, tight_boxes
 
 
@@ -90,6 +92,15 @@ def test_tight_boxes_by_hand():
     patch = np.zeros((2, 1, 6, 5), dtype=np.uint8)
     patch[0, 0, 1, 2] = patch[0, 0, 4, 3] = 7  # rows 1..4, columns 2..3
     assert tight_boxes(patch).tolist() == [[2, 1, 4, 5], [0, 0, 0, 0]]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_encode_png_reads_back_through_pillow(channels):
+    image = np.random.default_rng(channels).integers(0, 256, (channels, 7, 11), dtype=np.uint8)
+    with Image.open(io.BytesIO(encode_png(image))) as decoded:
+        assert decoded.mode == ("L" if channels == 1 else "RGB")
+        pixels = np.asarray(decoded)
+    np.testing.assert_array_equal(pixels.reshape(7, 11, channels).transpose(2, 0, 1), image)
 
 
 def test_yolo_lines_normalise_centre_and_size():

@@ -22,8 +22,10 @@ import contextlib
 import json
 import os
 import shutil
+import struct
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,6 +40,7 @@ from cnnlab.runtime.files import fsync_directory, write_json
 NAMES_FILE = "names.txt"
 COCO_FILE = "annotations.json"
 IMAGES, LABELS = "images", "labels"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 BOX_RULE = (
     "tight box of the object's nonzero pixels after resizing, pixel edges: x1 = first nonzero "
     "column, x2 = last nonzero column + 1 (likewise y)"
@@ -174,14 +177,25 @@ def _write_split(
 
 
 def _write_scene(folder: Path, name: str, batch: SceneBatch, index: int) -> None:
-    from PIL import Image
-
     image, boxes, labels = batch.scene(index)
     size_y, size_x = image.shape[1:]
-    pixels = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
-    with open(folder / IMAGES / f"{name}.png", "wb") as file:
-        Image.fromarray(pixels).save(file, format="PNG", compress_level=1)
+    (folder / IMAGES / f"{name}.png").write_bytes(encode_png(image))
     (folder / LABELS / f"{name}.txt").write_text(yolo_lines(boxes, labels, size_x, size_y))
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """A (1 or 3, H, W) uint8 image as an 8-bit grey or RGB PNG: every row unfiltered, zlib
+    level 1. A quarter of Pillow's time on scenes (which tries filters per row) for files ~15%
+    larger: mostly black canvases compress well either way."""
+    channels, height, width = image.shape
+    rows = np.zeros((height, 1 + width * channels), dtype=np.uint8)  # filter byte 0: none
+    rows[:, 1:] = image.transpose(1, 2, 0).reshape(height, width * channels)
+    header = struct.pack(">IIBBBBB", width, height, 8, 0 if channels == 1 else 2, 0, 0, 0)
+    chunks = (b"IHDR", header), (b"IDAT", zlib.compress(rows.tobytes(), 1)), (b"IEND", b"")
+    return PNG_SIGNATURE + b"".join(
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        for kind, data in chunks
+    )
 
 
 def yolo_lines(boxes: np.ndarray, labels: np.ndarray, width: int, height: int) -> str:
