@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.detect.scenes import SPLITS, SceneBatch, SceneConfig, generate_split
-from cnnlab.runtime.files import fsync_directory, write_json
+from cnnlab.runtime.files import atomic_write, fsync_directory, write_json
 
 NAMES_FILE = "names.txt"
 COCO_FILE = "annotations.json"
@@ -169,7 +169,8 @@ def _write_split(
             done += len(batch)
             if progress is not None:
                 progress(f"{split} scenes", done, count)
-    write_json(folder / COCO_FILE, coco)
+    text = json.dumps(coco, separators=(",", ":"), allow_nan=False)  # compact: C's encoder
+    atomic_write(folder / COCO_FILE, lambda file: file.write(text.encode()))
     (root / f"{split}.txt").write_text(
         "".join(f"{split}/{IMAGES}/{name:06d}.png\n" for name in range(count))
     )
