@@ -4,6 +4,7 @@ kept apart, determinism, the two file formats, and a folder that is never left h
 import io
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -158,10 +159,10 @@ def test_same_seed_same_files_and_another_seed_other_scenes(tmp_path):
 def test_yolo_labels_and_coco_json_say_the_same(tmp_path):
     data = blob_dataset()
     make_scenes(small_config(count=12), tmp_path / "s", dataset=data)
-    coco = load_detection_data(tmp_path / "s")
-    for split in ("train", "test"):
-        (tmp_path / "s" / split / "annotations.json").unlink()
     yolo = load_detection_data(tmp_path / "s")
+    for split in ("train", "test"):
+        shutil.rmtree(tmp_path / "s" / split / "labels")
+    coco = load_detection_data(tmp_path / "s")
     assert (coco.format, yolo.format) == ("coco", "yolo")
     assert coco.classes == yolo.classes == ("a", "b", "c")
     for a, b in ((coco.train, yolo.train), (coco.test, yolo.test)):

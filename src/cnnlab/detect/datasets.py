@@ -13,7 +13,8 @@ A folder holds a train split and a test split (``train/`` and ``test/``, ``val/`
   normalised to 0..1; an empty file is a scene without objects), class names in ``names.txt``,
   ``classes.txt`` or a ``*.names`` file, one per line; or
 - COCO: ``annotations.json`` (images, annotations with ``bbox`` [x, y, w, h] in pixels,
-  categories), the images in ``images/`` or next to the json. Categories become classes in
+  categories), the images in ``images/`` or next to the json; read when there is no
+  ``labels/`` folder. Categories become classes in
   the order of their ids; crowd annotations (``iscrowd`` 1) are left out.
 
 Everything is checked as it is read; the first problem is a ``ValueError`` naming the file and
@@ -201,10 +202,12 @@ def _split_folders(root: Path) -> dict[str, tuple[Path, Path | None]]:
 
 
 def _split_kind(folder: Path) -> tuple[Path, Path] | None:
-    if (folder / "annotations.json").is_file():
-        return folder / "images", folder / "annotations.json"
+    """(images, labels folder or COCO json) of a split folder; YOLO labels first when a folder
+    has both (as `cnnlab data scenes` writes), so that edited label files are what is read."""
     if (folder / "images").is_dir() and (folder / "labels").is_dir():
         return folder / "images", folder / "labels"
+    if (folder / "annotations.json").is_file():
+        return folder / "images", folder / "annotations.json"
     return None
 
 
