@@ -9,7 +9,10 @@ one thread; the runs are LeNet-like on scikit-learn's bundled digits, 3 epochs o
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -23,11 +26,19 @@ import torch
 from filelock import FileLock
 
 from cnnlab.cli import main
+from cnnlab.cli.train_worker import worker_main
 from cnnlab.data import load_dataset
 from cnnlab.data.device import Augmentation, DeviceBatches, InputAdapter, Normalization
 from cnnlab.train import default_config, load_checkpoint, report, train
 from cnnlab.train.distributed import RankBatches, Ranks
-from cnnlab.train.launch import _Failure, describe_failure
+from cnnlab.train.launch import (
+    ERRORS_VARIABLE,
+    RESTART_VARIABLE,
+    WorkersFailed,
+    _Failure,
+    describe_failure,
+    launch_workers,
+)
 
 # The run every end-to-end test trains: 1437 training images, global batch 64 -> 22 steps/epoch.
 RUN = ["lenet-like", "--data", "digits", "--epochs", "3", "--batch-size", "64", "--threads", "1"]
@@ -286,22 +297,75 @@ def test_a_killed_worker_restarts_the_group_which_ends_with_the_uninterrupted_we
     assert load_checkpoint(run)["global_step"] == STEPS
 
 
-@pytest.mark.slow
-def test_an_error_in_the_workers_reaches_the_user_as_one_line(tmp_path, capfd):
-    with pytest.raises(SystemExit) as exit_info:
-        main(
-            [
-                *("train", "lenet-like", "--data", "digits", "--nproc", "2", "--threads", "1"),
-                *("--model-arg", "bogus=1", "--out", str(tmp_path / "r")),
-            ]
-        )
-    out, err = capfd.readouterr()
-    assert exit_info.value.code == 2
-    assert err.strip().splitlines() == [
-        "error: create_model('lenet-like'): unexpected argument(s) bogus. "
+def test_a_worker_records_its_input_error_for_the_launcher_and_prints_nothing(
+    tmp_path, monkeypatch, capsys
+):
+    for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", RESTART_VARIABLE):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(ERRORS_VARIABLE, str(tmp_path))
+    config = default_config("lenet-like", "digits", model_kwargs={"bogus": 1}, steps=1)
+    file = tmp_path / "config.json"
+    file.write_text(json.dumps(dataclasses.asdict(config)), encoding="utf-8")
+    assert worker_main(["--config", str(file), "--quiet"]) == 2
+    record = json.loads((tmp_path / "rank-0.json").read_text(encoding="utf-8"))
+    assert record["line"] == (
+        "create_model('lenet-like'): unexpected argument(s) bogus. "
         "Accepted: num_classes, in_channels"
-    ]
-    assert out == ""
+    )
+    assert (record["rank"], record["restart"], record["exit_status"]) == (0, 0, 2)
+    assert capsys.readouterr() == ("", "")  # the launcher prints it, once
+
+
+# Workers that stand in for training processes (no torch to import): each behaves by its rank
+# and restart as torchrun's agent numbers them, and records an error as record_worker_error does.
+STAND_IN = """
+import json, os, signal, sys, time
+rank, restart = int(os.environ["RANK"]), int(os.environ["TORCHELASTIC_RESTART_COUNT"])
+case = sys.argv[1]
+if case == "input-error":
+    record = {"rank": rank, "restart": restart, "time": time.time(),
+              "line": "batch_size must be a positive integer. Received: --batch-size 0",
+              "exit_status": 2}
+    with open(os.path.join(os.environ["CNNLAB_WORKER_ERRORS"], f"rank-{rank}.json"), "w") as f:
+        json.dump(record, f)
+    sys.exit(2)
+if rank == 1 and (case == "killed" or restart == 0):
+    os.kill(os.getpid(), signal.SIGKILL)
+if case == "killed":
+    time.sleep(60)  # until the agent stops this survivor
+"""
+
+
+@pytest.mark.parametrize(
+    ("case", "restarts", "expected"),
+    [
+        ("input-error", 0, ("batch_size must be a positive integer. Received: --batch-size 0", 2)),
+        ("killed", 0, (r"rank 1 \(pid \d+\) was killed by SIGKILL", 1)),
+        ("killed", 1, (r"rank 1 \(pid \d+\) was killed by SIGKILL \(after 1 restart\)", 1)),
+    ],
+    ids=["input-error-on-both-ranks", "killed", "killed-again-after-a-restart"],
+)
+def test_a_failed_group_is_one_line_naming_the_cause(case, restarts, expected):
+    notes: list[str] = []
+    with pytest.raises(WorkersFailed) as failure:
+        launch_workers(
+            ["-c", STAND_IN, case], nproc=2, max_restarts=restarts, print_fn=notes.append
+        )
+    line, status = expected
+    assert re.fullmatch(line if case != "input-error" else re.escape(line), str(failure.value))
+    assert failure.value.exit_status == status
+    assert len(notes) == restarts
+
+
+def test_a_restarted_group_that_succeeds_says_so_once():
+    notes: list[str] = []
+    launch_workers(["-c", STAND_IN, "restart"], nproc=2, max_restarts=1, print_fn=notes.append)
+    assert len(notes) == 1
+    assert re.fullmatch(
+        r"rank 1 \(pid \d+\) was killed by SIGKILL: restarting the 2 processes from the last "
+        r"checkpoint \(restart 1 of 1\)",
+        notes[0],
+    )
 
 
 @pytest.mark.gpu
