@@ -1,15 +1,23 @@
 """A detector scored on a detection set: the batched path finds what ``detect_array`` finds
-image by image (also through the letterbox), and pycocotools scores it."""
+image by image (also through the letterbox), pycocotools scores it, and `cnnlab evaluate RUN
+--data DIR` does it for a run folder."""
 
 import json
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from cnnlab.cli import app
 from cnnlab.detect import Detector
 from cnnlab.detect.datasets import DetectionSet
 from cnnlab.detect.evaluate import evaluate_detector, predict_set
+from cnnlab.detect.scene_files import make_scenes
+from cnnlab.detect.scenes import SceneConfig
+from cnnlab.models import create_model
+from cnnlab.train.checkpoint import CHECKPOINT_KEYS, FORMAT, VERSION
 
+from .test_scenes import blob_dataset
 from .tiny_detector import write_tiny_detector
 
 pytest.importorskip("pycocotools")
@@ -57,3 +65,44 @@ def test_evaluate_detector_scores_and_writes_its_files(tmp_path):
     assert (tmp_path / "eval" / "pr.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="the detector has 2 classes and the data 3"):
         evaluate_detector(detector, truth, ["a", "b", "c"])
+
+
+def detector_run(folder, classes):
+    """A run folder whose checkpoint holds a small ``yolo-scenes`` (random weights), as the
+    trainer's checkpoint format describes it."""
+    torch.manual_seed(0)
+    model = create_model("yolo-scenes", num_classes=len(classes), in_channels=1, size=64)
+    checkpoint = dict.fromkeys(CHECKPOINT_KEYS) | {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": {"name": "yolo-scenes", "kwargs": dict(model.cnnlab.kwargs)},
+        "state_dict": model.state_dict(),
+        "data": {"name": "blobs", "classes": list(classes)},
+    }
+    folder.mkdir()
+    torch.save(checkpoint, folder / "checkpoint.pt")
+    return folder
+
+
+@pytest.mark.slow
+def test_cnnlab_evaluate_scores_a_detector_on_a_scenes_folder(tmp_path):
+    data = blob_dataset()
+    config = SceneConfig(source="blobs", count=6, size=48, scale=(10, 20), test_fraction=0.5)
+    make_scenes(config, tmp_path / "scenes", dataset=data)
+    run = detector_run(tmp_path / "run", data.classes)
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["evaluate", str(run), "--data", str(tmp_path / "scenes"), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["images"] == 3 and report["computed_by"] == "pycocotools COCOeval (bbox)"
+    assert set(report["per_class"]) == {"a", "b", "c"}
+    folder = run / "evaluate-scenes-test"
+    assert json.loads((folder / "metrics.json").read_text())["map"] == report["map"]
+    assert (folder / "pr.png").read_bytes()[:4] == b"\x89PNG"
+    text = runner.invoke(app, ["evaluate", str(run), "--data", str(tmp_path / "scenes")]).output
+    assert "mAP@[.5:.95]" in text and "AP per class" in text
+    other = detector_run(tmp_path / "other", ("x", "y", "z"))
+    bad = runner.invoke(app, ["evaluate", str(other), "--data", str(tmp_path / "scenes")])
+    assert bad.exit_code == 2 and "expected data with the same classes" in bad.output

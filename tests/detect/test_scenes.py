@@ -197,6 +197,7 @@ def test_an_existing_folder_with_files_is_refused(tmp_path):
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_cli_writes_digits_scenes_and_refuses_a_bad_scale(tmp_path):
     runner = CliRunner()
     out = tmp_path / "scenes"

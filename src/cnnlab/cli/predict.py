@@ -123,7 +123,10 @@ def evaluate_command(
     ],
     data: Annotated[
         str | None,
-        typer.Option(help="Dataset name; default: the one the model was trained on."),
+        typer.Option(
+            help="Dataset name; default: the one the model was trained on. For a detector, a "
+            "detection folder (what `cnnlab data scenes` writes, YOLO or COCO)."
+        ),
     ] = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="A folder that holds the dataset's files.")
@@ -134,10 +137,21 @@ def evaluate_command(
         typer.Option(help="Write the predicted labels as a leaderboard CSV (id,label)."),
     ] = None,
     device: DeviceOption = "auto",
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 1024,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Images per forward pass (a detector: at most 32).")
+    ] = 1024,
     json_output: JsonOption = False,
 ) -> None:
-    """Score a trained model on a dataset: accuracy, per-class accuracy, confusion matrix."""
+    """Score a trained model on a dataset: accuracy, per-class accuracy, confusion matrix. A
+    detector on a detection folder: COCO mAP@[.5:.95], mAP@0.5 and AP per class computed by
+    pycocotools, metrics.json and a precision-recall PNG in RUN/evaluate-DATA-SPLIT/."""
+    from cnnlab.detect.datasets import is_detection_folder
+
+    if data is not None and is_detection_folder(data):
+        from cnnlab.cli.detect_evaluate import evaluate_detection
+
+        evaluate_detection(run, Path(data), split.value, min(batch_size, 32), json_output)
+        return
     predictor = _load(run, device)
     name = data or predictor.data_name
     dataset = load_dataset(name, data_dir=data_dir)

@@ -45,6 +45,10 @@ COCO_TOLERANCE = 0.5  # pixels, likewise
 LETTERBOX_GREY = 127
 
 
+class MixedSizesError(ValueError):
+    """The images of a split differ in size and no ``size`` was given to letterbox them."""
+
+
 @dataclass(frozen=True, eq=False)
 class DetectionSet:
     """One split: ``images[i]`` holds the objects ``boxes[offsets[i]:offsets[i + 1]]``."""
@@ -409,7 +413,7 @@ def _assemble(
             raise ValueError(f"{where}: declares {want_w}x{want_h}, the file is {width}x{height}")
     if size is None and len(set(shapes)) > 1:
         first, other = (files[shapes.index(s)] for s in sorted(set(shapes))[:2])
-        raise ValueError(
+        raise MixedSizesError(
             f"images differ in size ({first}, {other}): give size= to letterbox "
             f"them to one square size"
         )
