@@ -192,9 +192,14 @@ def test_an_error_midway_leaves_no_folder_behind(tmp_path, monkeypatch):
 def test_an_existing_folder_with_files_is_refused(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")
-    with pytest.raises(ValueError, match="out must be a new or empty folder"):
+    with pytest.raises(ValueError, match="out must be a new or empty folder, not a folder with"):
         make_scenes(small_config(), tmp_path / "out", dataset=blob_dataset())
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+    with pytest.raises(ValueError, match="out must be a new or empty folder, not a file"):
+        make_scenes(small_config(), tmp_path / "out" / "keep.txt", dataset=blob_dataset())
+    (tmp_path / "empty").mkdir()  # an empty folder is replaced by the finished one
+    make_scenes(small_config(), tmp_path / "empty", dataset=blob_dataset())
+    assert (tmp_path / "empty" / "train" / "labels").is_dir()
 
 
 @pytest.mark.slow

@@ -97,9 +97,8 @@ def make_scenes(
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(
-            f"out must be a new or empty folder; it exists and is not empty. Received: out='{out}'"
-        )
+        found = "a folder with files in it" if out.is_dir() else "a file"
+        raise ValueError(f"out must be a new or empty folder, not {found}. Received: out='{out}'")
     if dataset is None:
         dataset = load_dataset(config.source, data_dir=data_dir)
     started = time.perf_counter()
