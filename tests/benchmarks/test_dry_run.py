@@ -170,11 +170,29 @@ def check_ddp_cpu(result: dict, stdout: str) -> None:
         assert name in stdout
 
 
+def check_detect_fps(result: dict, stdout: str) -> None:
+    context = result["context"]
+    for key in ("cnnlab_version", "git_commit", "torch_version", "python_version", "cpu"):
+        assert key in context, key
+    assert result["dry_run"] is True and result["batch"] == 1 and result["repeats"] == 1
+    assert set(result["load"]) >= {"loadavg_before", "loadavg_after", "others_cpu_share"}
+    rows = {row["model"]: row for row in result["results"]}
+    assert set(rows) == {"yolo-scenes", "yolov3-tiny"}
+    for name, row in rows.items():
+        assert row["input"] == [3, 64, 64], name
+        assert row["images"] == 3 and len(row["fps_runs"]) == 1
+        assert row["fps"] == row["fps_runs"][0] > 0
+        assert 0 < row["forward_ms_per_image"] < row["ms_per_image"]
+        assert 0 < row["boxes_per_image"] < 50  # the quietened random heads: a few boxes each
+    assert "read, letterbox, forward, decode, NMS, draw" in stdout
+
+
 CHECKS: dict[str, tuple[str, Callable[[dict, str], None]]] = {
     "ddp_cpu.py": ("ddp_cpu.json", check_ddp_cpu),
     "train_cpu.py": ("train_cpu.json", check_train_cpu),
     "infer_cpu.py": ("infer_cpu.json", check_infer_cpu),
     "darknet_cpu.py": ("darknet_cpu.json", check_darknet_cpu),
+    "detect_fps.py": ("detect_fps.json", check_detect_fps),
     "quest_load.py": ("quest_load.json", check_quest_load),
 }
 

@@ -60,7 +60,9 @@ def to_channels(rgb: np.ndarray, channels: int) -> np.ndarray:
 
 class Detector:
     """``network`` with its heads, class ``names`` and thresholds; ``mean``/``std`` normalise
-    the [0, 1] input per channel (0 and 1 for Darknet's own files)."""
+    the [0, 1] input per channel (0 and 1 for Darknet's own files). The network is put in eval
+    mode; ``from_darknet`` and ``detector_from_checkpoint`` also fold its batch norms
+    (``optimize_for_inference``), as they own it."""
 
     def __init__(
         self,
@@ -99,7 +101,7 @@ class Detector:
         info = load_weights(network, weights)
         if not info.complete:
             raise ValueError(f"{weights}: {info.describe()}; a detector needs all its weights")
-        return cls(network, **settings)
+        return cls(network.optimize_for_inference(), **settings)
 
     def __repr__(self) -> str:
         c, (h, w) = self.channels, self.net_size
@@ -111,7 +113,7 @@ class Detector:
 
     def raw_outputs(self, batch: torch.Tensor) -> list[torch.Tensor]:
         """Each head's raw map for a letterboxed batch (N, C, H, W) in [0, 1]."""
-        batch = (batch - self._mean) / self._std
+        batch = ((batch - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
         layers = tuple(head.layer for head in self.heads)
         with torch.inference_mode():
             outputs = self.network.forward_layers(batch, layers)
@@ -218,4 +220,4 @@ def detector_from_checkpoint(path: str | os.PathLike[str], **settings) -> Detect
     except (RuntimeError, KeyError) as error:
         first = str(error).strip().splitlines()[0]
         raise ValueError(f"{file}: its weights do not fit {name!r}: {first}") from None
-    return Detector(model, classes, mean=mean, std=std, **settings)
+    return Detector(model.optimize_for_inference(), classes, mean=mean, std=std, **settings)

@@ -56,8 +56,9 @@ def draw_boxes(
 
 
 def save_png(image: Image.Image, path: str | os.PathLike[str]) -> Path:
-    """Write ``image`` as PNG atomically (a temporary file renamed into place)."""
-    return atomic_write(path, lambda stream: image.save(stream, format="PNG"))
+    """Write ``image`` as PNG atomically (a temporary file renamed into place). zlib level 1:
+    a frame a tenth of the time of the default level, the file about a third larger."""
+    return atomic_write(path, lambda stream: image.save(stream, format="PNG", compress_level=1))
 
 
 def image_from_array(image: np.ndarray) -> Image.Image:
