@@ -88,7 +88,7 @@ def save_scene_grid(
         for (x1, y1, x2, y2), label in zip(
             part.boxes_of(index).tolist(), part.labels_of(index).tolist(), strict=True
         ):
-            colour = tuple(v / 255 for v in class_color(label, len(classes)))
+            colour = r, g, b = tuple(v / 255 for v in class_color(label, len(classes)))
             ax.add_patch(
                 Rectangle(
                     (x1 - 0.5, y1 - 0.5),
@@ -103,7 +103,7 @@ def save_scene_grid(
                 x1 - 0.5,
                 y1 - 1.5,
                 classes[label],
-                color="black",
+                color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.45 else "white",
                 fontsize=5,
                 backgroundcolor=colour,
                 va="bottom",
