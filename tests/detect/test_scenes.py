@@ -18,7 +18,7 @@ from cnnlab.data import Dataset
 from cnnlab.detect import scene_files
 from cnnlab.detect.datasets import load_detection_data
 from cnnlab.detect.scene_files import encode_png, make_scenes, yolo_lines
-from cnnlab.detect.scenes import SceneConfig, box_iou, generate_split, parse_scale, tight_boxes
+from cnnlab.detect.scenes import SceneConfig, box_overlap, generate_split, parse_scale, tight_boxes
 
 
 def blob_dataset(train_value: int = 200, test_value: int = 100) -> Dataset:
@@ -70,15 +70,28 @@ def test_pasted_pixels_lie_inside_their_boxes_and_the_boxes_are_tight():
         assert image[0][inside].any()
 
 
-def test_boxes_overlap_at_most_max_iou_and_counts_stay_in_range():
-    config = SceneConfig(size=64, scale=(10, 30), min_objects=1, max_objects=8, max_iou=0.1)
-    seen_counts = set()
+@pytest.mark.parametrize(("max_iou", "max_cover"), [(0.1, 1.0), (0.3, 0.25)])
+def test_boxes_overlap_at_most_max_iou_and_max_cover_and_counts_stay_in_range(max_iou, max_cover):
+    config = SceneConfig(
+        size=64, scale=(6, 30), max_objects=8, max_iou=max_iou, max_cover=max_cover
+    )
+    seen_counts, worst = set(), np.zeros(2)
     for _, boxes, _ in scenes(config, count=40):
         seen_counts.add(len(boxes))
-        iou = box_iou(boxes[:, None].astype(float), boxes[None].astype(float))
-        np.fill_diagonal(iou, 0)
-        assert iou.max(initial=0) <= 0.1 + 1e-12
+        overlaps = np.stack(box_overlap(boxes[:, None].astype(float), boxes[None].astype(float)))
+        overlaps[:, np.arange(len(boxes)), np.arange(len(boxes))] = 0
+        worst = np.maximum(worst, overlaps.max(axis=(1, 2), initial=0))
+    assert worst[0] <= max_iou + 1e-12 and worst[1] <= max_cover + 1e-12
+    binding = 0 if max_cover == 1.0 else 1  # the tighter limit is approached: it was tested
+    assert worst[binding] > (max_iou, max_cover)[binding] / 2
     assert min(seen_counts) >= 1 and max(seen_counts) <= 8 and len(seen_counts) > 2
+
+
+def test_box_overlap_by_hand():
+    big, small, apart = np.array([0, 0, 10, 10]), np.array([2, 2, 4, 4]), np.array([20, 0, 30, 5])
+    assert box_overlap(big, small) == (0.04, 1.0)  # 4 / 100; all of the smaller box
+    assert box_overlap(big, np.array([5, 0, 15, 10])) == (50 / 150, 0.5)
+    assert box_overlap(big, apart) == (0.0, 0.0)
 
 
 def test_train_scenes_use_train_images_only_and_test_scenes_test_images_only():

@@ -22,6 +22,7 @@ SCENE_FLAGS = {
     "max_objects": "--max-objects",
     "scale": "--scale",
     "max_iou": "--max-iou",
+    "max_cover": "--max-cover",
     "noise": "--noise",
     "clutter": "--clutter",
     "test_fraction": "--test-fraction",
@@ -57,6 +58,12 @@ def scenes_command(
     max_iou: Annotated[
         float, typer.Option(help="Largest IoU of a new object's box with an earlier one.")
     ] = 0.2,
+    max_cover: Annotated[
+        float,
+        typer.Option(
+            help="Largest share of the smaller box that a new box and an earlier one may share."
+        ),
+    ] = 0.5,
     noise: Annotated[int, typer.Option(help="Background: uniform noise 0..NOISE (0: black).")] = 0,
     clutter: Annotated[
         int, typer.Option(help="Fragments of source images per scene, never boxed.")
@@ -87,6 +94,7 @@ def scenes_command(
         max_objects=max_objects,
         scale=parse_scale(scale),
         max_iou=max_iou,
+        max_cover=max_cover,
         noise=noise,
         clutter=clutter,
         test_fraction=test_fraction,
@@ -109,7 +117,8 @@ def scenes_command(
     low, high = config.scale
     out.print(
         f"{size}x{size}, {min_objects}..{max_objects} objects of {low}..{high} px, "
-        f"IoU <= {max_iou}, seed {seed}; box = tight box of the object's nonzero pixels",
+        f"IoU <= {max_iou}, cover <= {max_cover}, seed {seed}; box = tight box of the object's "
+        "nonzero pixels",
         markup=False,
     )
     out.print(

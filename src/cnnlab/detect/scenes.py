@@ -13,7 +13,9 @@ before the objects: parts of objects that a detector must not report.
 The box rule: an object's box is the tight box of its nonzero pixels after resizing (rounded to
 uint8), in pixel-edge coordinates: a first nonzero column c0 and a last c1 give x1 = c0,
 x2 = c1 + 1. Every pixel the object changes lies inside its box. A new object is placed only
-where its box overlaps no earlier box by more than ``max_iou`` (IoU); when 64 tries find no
+where its box overlaps no earlier box by more than ``max_iou`` (IoU) and covers no more than
+``max_cover`` of the smaller of the two boxes (so that a small object is not lost inside a large
+one: IoU alone allows a 16-pixel box wholly inside a 64-pixel one); when 64 tries find no
 such place the object is left out, so ``max_objects`` is reached when there is room.
 
 Everything is drawn from NumPy generators seeded by (seed, split, chunk): the same config gives
@@ -52,6 +54,7 @@ class SceneConfig:
     max_objects: int = 10
     scale: tuple[int, int] = (16, 64)  # the side of an object's square, pixels
     max_iou: float = 0.2
+    max_cover: float = 0.5  # of the smaller box, so a small object is not hidden in a big one
     noise: int = 0  # background: uniform noise 0..noise (0 = black)
     clutter: int = 0  # fragments per scene
     test_fraction: float = 0.2
@@ -78,6 +81,7 @@ class SceneConfig:
             )
         object.__setattr__(self, "scale", scale)
         check_number("max_iou", self.max_iou, 0.0, 1.0, "a number from 0 up to (not including) 1")
+        check_number("max_cover", self.max_cover, 0.0, 1.0 + 1e-9, "a number from 0 to 1")
         check_int("noise", self.noise, low=0, high=255)
         check_int("clutter", self.clutter, low=0, high=100)
         check_number("test_fraction", self.test_fraction, 0.0, 1.0, "a number between 0 and 1")
@@ -178,8 +182,8 @@ def _render_chunk(
     if (counts < config.min_objects).any():
         raise ValueError(
             f"could not place min_objects={config.min_objects} objects with max_iou="
-            f"{config.max_iou} in a {size}x{size} scene: expected a smaller min_objects or "
-            f"scale, a larger size or max_iou"
+            f"{config.max_iou} and max_cover={config.max_cover} in a {size}x{size} scene: "
+            f"expected a smaller min_objects or scale, or a larger size, max_iou or max_cover"
         )
     for scene, slot in zip(*np.nonzero(placed), strict=True):
         patch = patches[scene * slots + slot]
@@ -231,15 +235,18 @@ def tight_boxes(patches: np.ndarray) -> np.ndarray:
     return boxes
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of boxes ``a`` (..., 4) against ``b`` (..., 4), broadcast over the leading axes."""
+def box_overlap(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(IoU, cover) of boxes ``a`` (..., 4) against ``b`` (..., 4), broadcast over the leading
+    axes; cover = the intersection over the smaller box's area (1 when one holds the other)."""
     width = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0])
     height = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])
     inter = np.clip(width, 0, None) * np.clip(height, 0, None)
     area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
     area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    union = area_a + area_b - inter
-    return np.divide(inter, union, out=np.zeros(np.shape(union)), where=union > 0)
+    union, smaller = area_a + area_b - inter, np.minimum(area_a, area_b)
+    iou = np.divide(inter, union, out=np.zeros(np.shape(union)), where=union > 0)
+    cover = np.divide(inter, smaller, out=np.zeros(np.shape(union)), where=smaller > 0)
+    return iou, cover
 
 
 def _place(
@@ -263,9 +270,9 @@ def _place(
         y, x = tries[..., 0], tries[..., 1]
         candidate = tight[rows, slot, None, :] + np.stack([x, y, x, y], axis=-1)  # (r, T, 4)
         earlier = boxes[rows, None, :slot, :].astype(np.float32)  # (r, 1, slot, 4)
-        iou = box_iou(candidate[:, :, None, :].astype(np.float32), earlier)  # (r, T, slot)
-        iou = np.where(placed[rows, None, :slot], iou, 0.0).max(axis=2, initial=0.0)
-        fits = iou <= config.max_iou  # (r, T)
+        iou, cover = box_overlap(candidate[:, :, None, :].astype(np.float32), earlier)
+        fits = (iou <= config.max_iou) & (cover <= config.max_cover)  # (r, T, slot)
+        fits = (fits | ~placed[rows, None, :slot]).all(axis=2)  # (r, T)
         first = fits.argmax(axis=1)
         ok = fits.any(axis=1)
         took = np.arange(len(rows))[ok], first[ok]
