@@ -87,6 +87,14 @@ def test_boxes_overlap_at_most_max_iou_and_max_cover_and_counts_stay_in_range(ma
     assert min(seen_counts) >= 1 and max(seen_counts) <= 8 and len(seen_counts) > 2
 
 
+def test_too_little_room_for_min_objects_is_an_error_naming_the_settings():
+    config = SceneConfig(size=32, scale=(28, 32), min_objects=3, max_objects=3, max_iou=0.05)
+    with pytest.raises(
+        ValueError, match=r"could not place min_objects=3 objects with max_iou=0\.05"
+    ):
+        scenes(config, count=2)
+
+
 def test_box_overlap_by_hand():
     big, small, apart = np.array([0, 0, 10, 10]), np.array([2, 2, 4, 4]), np.array([20, 0, 30, 5])
     assert box_overlap(big, small) == (0.04, 1.0)  # 4 / 100; all of the smaller box

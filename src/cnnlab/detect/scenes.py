@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,7 +143,6 @@ def generate_split(
     count: int,
     config: SceneConfig,
     split: str,
-    progress: Callable[[int], None] | None = None,
 ) -> Iterator[SceneBatch]:
     """``count`` scenes made from ``images`` (uint8 (N, C, h, w)) and their ``labels``, in
     batches of ``CHUNK``; ``split`` ("train"/"test") is part of the seed."""
@@ -154,8 +153,6 @@ def generate_split(
         seed = np.random.SeedSequence([config.seed, SPLITS.index(split), chunk])
         with torch_threads(1):  # small tensors: a thread pool costs more than it gives
             batch = _render_chunk(images, labels, n, config, np.random.default_rng(seed))
-        if progress is not None:
-            progress(n)
         yield batch
 
 
