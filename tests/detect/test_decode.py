@@ -11,7 +11,7 @@ import torch
 
 from cnnlab.darknet import build_network, parse_cfg, plan_network
 from cnnlab.detect import Detector, correct_boxes, decode, detection_heads
-from cnnlab.detect.decode import DetectionHead, HeadKind, to_pixel_corners
+from cnnlab.detect.decode import DetectionHead, HeadKind, head_detections, to_pixel_corners
 
 from .tiny_detector import BODY, HEADS, write_tiny_detector
 
@@ -130,3 +130,20 @@ def test_thresholds_out_of_range_are_refused(tmp_path, flag, value):
     cfg, weights = write_tiny_detector(tmp_path, "yolo")
     with pytest.raises(ValueError, match=rf"{flag} must be .* Received: {flag}={value}"):
         Detector.from_darknet(cfg, weights, **{flag: value})
+
+
+@pytest.mark.parametrize("kind", ["yolo", "region"])
+def test_the_fast_path_finds_what_full_decoding_finds(kind):
+    """head_detections decodes only anchors above the threshold; the scores it gives are the
+    full decoding's nonzero ones, for the same boxes."""
+    head = DetectionHead(
+        HeadKind(kind), 1, ((1.0, 2.0), (3.0, 1.5), (2.0, 2.0)), 4, kind == "region"
+    )
+    raw = torch.randn(1, 3 * 9, 5, 6, generator=torch.Generator().manual_seed(0)) * 2
+    full = decode((head,), [raw], (160, 192))
+    scores = full.scores(0.3)[0]
+    boxes, fast_scores = head_detections(head, raw[0], (160, 192), 0.3)
+    live = full.objectness[0] > 0.3
+    assert 0 < (fast_scores > 0).sum() == (scores > 0).sum()
+    torch.testing.assert_close(fast_scores, scores[live])
+    torch.testing.assert_close(boxes, full.boxes[0, live])

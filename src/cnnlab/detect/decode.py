@@ -96,6 +96,16 @@ def detection_heads(plan: NetworkPlan) -> tuple[DetectionHead, ...]:
     return heads
 
 
+def threshold_scores(
+    objectness: torch.Tensor, probabilities: torch.Tensor, thresh: float
+) -> torch.Tensor:
+    """(..., C) objectness * p(class) where the objectness and the product both exceed
+    ``thresh``, else 0 (get_region_detections / get_yolo_detections)."""
+    scores = objectness[..., None] * probabilities
+    keep = (objectness[..., None] > thresh) & (scores > thresh)
+    return torch.where(keep, scores, torch.zeros_like(scores))
+
+
 @dataclass(frozen=True)
 class Decoded:
     """A batch of decoded predictions, M = every anchor of every cell of every head:
@@ -107,40 +117,75 @@ class Decoded:
     probabilities: torch.Tensor
 
     def scores(self, thresh: float) -> torch.Tensor:
-        """(N, M, C) objectness * p(class) where the objectness and the product both exceed
-        ``thresh``, else 0 (get_region_detections / get_yolo_detections)."""
-        scores = self.objectness[..., None] * self.probabilities
-        keep = (self.objectness[..., None] > thresh) & (scores > thresh)
-        return torch.where(keep, scores, torch.zeros_like(scores))
+        """(N, M, C) thresholded class scores (``threshold_scores``)."""
+        return threshold_scores(self.objectness, self.probabilities, thresh)
+
+
+def _check_channels(head: DetectionHead, raw: torch.Tensor) -> None:
+    if raw.shape[-3] != len(head.anchors) * head.entries:
+        raise ValueError(
+            f"layer {head.layer}: expected {len(head.anchors)} x {head.entries} channels, "
+            f"got {raw.shape[-3]}"
+        )
+
+
+def _decode_entries(
+    head: DetectionHead,
+    entries: torch.Tensor,
+    where: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    grid: tuple[int, int],
+    net_size: tuple[int, int],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Boxes (K, 4), objectness (K,) and class probabilities (K, C) of K raw entry vectors
+    (K, 5 + C) at ``where`` = (anchor, row, column) of a ``grid`` = (H, W) map."""
+    anchor, row, col = where
+    height, width = grid
+    scale_h, scale_w = grid if head.kind is HeadKind.region else net_size
+    anchors = torch.tensor(head.anchors, dtype=torch.float32, device=entries.device)[anchor]
+    x = (col + torch.sigmoid(entries[:, 0])) / width
+    y = (row + torch.sigmoid(entries[:, 1])) / height
+    w = torch.exp(entries[:, 2]) * anchors[:, 0] / scale_w
+    h = torch.exp(entries[:, 3]) * anchors[:, 1] / scale_h
+    logits = entries[:, 5:]
+    classes = logits.softmax(dim=1) if head.softmax else torch.sigmoid(logits)
+    return torch.stack((x, y, w, h), dim=1), torch.sigmoid(entries[:, 4]), classes
 
 
 def decode_head(head: DetectionHead, raw: torch.Tensor, net_size: tuple[int, int]) -> Decoded:
-    """Decode one head's raw map (N, A * (5 + C), H, W) for a network input of
-    ``net_size`` = (height, width)."""
-    n, channels, height, width = raw.shape
+    """Decode every anchor of one head's raw map (N, A * (5 + C), H, W) for a network input of
+    ``net_size`` = (height, width); M = A * H * W, anchor-major, then row, then column."""
+    _check_channels(head, raw)
+    n, _, height, width = raw.shape
     count = len(head.anchors)
-    if channels != count * head.entries:
-        raise ValueError(
-            f"layer {head.layer}: expected {count} x {head.entries} channels, got {channels}"
-        )
     maps = raw.float().reshape(n, count, head.entries, height, width)
-    anchors = torch.tensor(head.anchors, dtype=torch.float32, device=raw.device)  # (A, 2)
-    if head.kind is HeadKind.region:
-        scale_w, scale_h = width, height
-    else:
-        scale_w, scale_h = net_size[1], net_size[0]
-    cols = torch.arange(width, dtype=torch.float32, device=raw.device)
-    rows = torch.arange(height, dtype=torch.float32, device=raw.device)[:, None]
-    x = (cols + torch.sigmoid(maps[:, :, 0])) / width  # (N, A, H, W)
-    y = (rows + torch.sigmoid(maps[:, :, 1])) / height
-    w = torch.exp(maps[:, :, 2]) * anchors[:, 0, None, None] / scale_w
-    h = torch.exp(maps[:, :, 3]) * anchors[:, 1, None, None] / scale_h
-    boxes = torch.stack((x, y, w, h), dim=-1).reshape(n, -1, 4)
-    objectness = torch.sigmoid(maps[:, :, 4]).reshape(n, -1)
-    logits = maps[:, :, 5:]  # (N, A, C, H, W)
-    classes = logits.softmax(dim=2) if head.softmax else torch.sigmoid(logits)
-    probabilities = classes.permute(0, 1, 3, 4, 2).reshape(n, -1, head.classes)
-    return Decoded(boxes, objectness, probabilities)
+    entries = maps.permute(0, 1, 3, 4, 2).reshape(-1, head.entries)  # (N * M, 5 + C)
+    index = torch.arange(count * height * width, device=raw.device).repeat(n)
+    where = (index // (height * width), index // width % height, index % width)
+    boxes, objectness, probabilities = _decode_entries(
+        head, entries, where, (height, width), net_size
+    )
+    return Decoded(
+        boxes.reshape(n, -1, 4),
+        objectness.reshape(n, -1),
+        probabilities.reshape(n, -1, head.classes),
+    )
+
+
+def head_detections(
+    head: DetectionHead, raw: torch.Tensor, net_size: tuple[int, int], thresh: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One image's boxes (K, 4) and thresholded scores (K, C) from a head's map
+    (A * (5 + C), H, W), decoding only the K anchors whose objectness exceeds ``thresh``
+    (the others score 0 in Darknet too): the fast path of ``Detector``."""
+    _check_channels(head, raw)
+    height, width = raw.shape[-2:]
+    maps = raw.float().reshape(len(head.anchors), head.entries, height, width)
+    where = torch.nonzero(torch.sigmoid(maps[:, 4]) > thresh, as_tuple=True)
+    entries = maps.permute(0, 2, 3, 1)[where]  # (K, 5 + C)
+    boxes, objectness, probabilities = _decode_entries(
+        head, entries, where, (height, width), net_size
+    )
+    return boxes, threshold_scores(objectness, probabilities, thresh)
 
 
 def decode(

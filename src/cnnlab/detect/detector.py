@@ -22,7 +22,12 @@ import torch
 from cnnlab.darknet.classify import letterbox_image, load_image_color
 from cnnlab.darknet.network import DarknetNet, build_network
 from cnnlab.darknet.weights import load_weights
-from cnnlab.detect.decode import correct_boxes, decode, detection_heads, to_pixel_corners
+from cnnlab.detect.decode import (
+    correct_boxes,
+    detection_heads,
+    head_detections,
+    to_pixel_corners,
+)
 from cnnlab.detect.draw import draw_boxes, image_from_array, save_png
 from cnnlab.detect.nms import do_nms_sort, score_rows
 from cnnlab.runtime.validate import check_number
@@ -124,13 +129,14 @@ class Detector:
     ) -> list[torch.Tensor]:
         """Decode, threshold, undo the letterbox and NMS: one (K, 6) tensor per image of
         ``sizes`` (height, width each)."""
-        decoded = decode(self.heads, raws, self.net_size)
-        scores = decoded.scores(self.thresh)
         results = []
         for index, size in enumerate(sizes):
-            live = torch.nonzero(scores[index].amax(dim=1) > 0).flatten()
-            boxes = correct_boxes(decoded.boxes[index, live].double(), size, self.net_size)
-            kept = do_nms_sort(boxes, scores[index, live], self.nms)
+            found = [
+                head_detections(head, raw[index], self.net_size, self.thresh)
+                for head, raw in zip(self.heads, raws, strict=True)
+            ]
+            boxes = correct_boxes(torch.cat([b for b, _ in found]).double(), size, self.net_size)
+            kept = do_nms_sort(boxes, torch.cat([s for _, s in found]), self.nms)
             results.append(score_rows(to_pixel_corners(boxes, size), kept))
         return results
 
