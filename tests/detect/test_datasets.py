@@ -94,6 +94,17 @@ def test_a_missing_label_file_an_orphan_label_and_missing_names_are_refused(tmp_
         load_detection_data(root)
 
 
+def test_a_binary_label_file_and_two_images_of_one_name_are_refused(tmp_path):
+    root = yolo_folder(tmp_path / "d")
+    (root / "train" / "labels" / "b.txt").write_bytes(b"\xff\xfe0 0.5")
+    with pytest.raises(ValueError, match=r"b\.txt: not a text file"):
+        load_detection_data(root)
+    (root / "train" / "labels" / "b.txt").write_text("")
+    png(root / "train" / "images" / "b.jpg", 40, 20)
+    with pytest.raises(ValueError, match=r"two images share the name 'b'"):
+        load_detection_data(root)
+
+
 def test_an_unreadable_image_is_named(tmp_path):
     root = yolo_folder(tmp_path / "d")
     (root / "train" / "images" / "a.png").write_bytes(b"not a png")

@@ -235,7 +235,15 @@ def _image_files(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: the images folder does not exist")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    return {path.stem: path for path in files}
+    by_stem: dict[str, Path] = {}
+    for path in files:
+        if path.stem in by_stem:
+            raise ValueError(
+                f"{path} and {by_stem[path.stem].name}: two images share the name "
+                f"{path.stem!r}, so labels/{path.stem}.txt cannot tell which it is"
+            )
+        by_stem[path.stem] = path
+    return by_stem
 
 
 def _read_yolo(
@@ -256,7 +264,7 @@ def _read_yolo(
             )
         rows = [
             _yolo_row(label_files[stem], number, line, classes)
-            for number, line in enumerate(label_files[stem].read_text().splitlines(), 1)
+            for number, line in enumerate(_text(label_files[stem]).splitlines(), 1)
             if line.strip()
         ]
         table = np.array(rows, dtype=np.float64).reshape(-1, 5)
@@ -264,6 +272,15 @@ def _read_yolo(
         boxes.append(table[:, 1:])
         labels.append(table[:, 0].astype(np.int64))
     return files, boxes, labels
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path}: not a text file ({error.reason} at byte {error.start})"
+        ) from None
 
 
 def _yolo_row(path: Path, number: int, line: str, classes: int) -> list[float]:
