@@ -96,6 +96,7 @@ class Detector:
         self.net_size = (height, width)
         self._mean = torch.tensor(mean, dtype=torch.float32).reshape(-1, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32).reshape(-1, 1, 1)
+        self._normalizes = bool((self._mean != 0).any() or (self._std != 1).any())
 
     @classmethod
     def from_darknet(
@@ -118,7 +119,9 @@ class Detector:
 
     def raw_outputs(self, batch: torch.Tensor) -> list[torch.Tensor]:
         """Each head's raw map for a letterboxed batch (N, C, H, W) in [0, 1]."""
-        batch = ((batch - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+        if self._normalizes:
+            batch = (batch - self._mean) / self._std
+        batch = batch.contiguous(memory_format=torch.channels_last)
         layers = tuple(head.layer for head in self.heads)
         with torch.inference_mode():
             outputs = self.network.forward_layers(batch, layers)
