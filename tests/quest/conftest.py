@@ -5,8 +5,10 @@ PostgreSQL runs when ``CNNLAB_TEST_POSTGRES_URL`` is set (e.g.
 ``postgresql+psycopg://postgres@127.0.0.1:55432/postgres``); each test gets a fresh schema.
 """
 
+import contextlib
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -116,6 +118,20 @@ def make_quest(db_url: str, **options) -> Quest:
     return Quest(db_url, token, labels, split_private(TEST_COUNT, SEED))
 
 
+@contextmanager
+def postgres_quest(**options):
+    """A competition in a fresh PostgreSQL schema (skips without ``CNNLAB_TEST_POSTGRES_URL``):
+    for servers shared by the tests of a module."""
+    base = os.environ.get(POSTGRES_ENV)
+    if not base:
+        pytest.skip(f"several workers need PostgreSQL: set {POSTGRES_ENV}")
+    schema = _postgres_schema(base)
+    try:
+        yield make_quest(next(schema), **options)
+    finally:
+        schema.close()
+
+
 @pytest.fixture
 def quest(db_url) -> Quest:
     return make_quest(db_url)
@@ -166,18 +182,19 @@ QUEST_COMMAND = [sys.executable, "-m", "cnnlab", "quest"]
 
 
 @contextmanager
-def serve_subprocess(db_url: str, log_path: Path):
-    """`cnnlab quest serve` in its own process; yields (process, base URL) once it answers."""
+def serve_subprocess(db_url: str, log_path: Path, *options: str, command: list[str] | None = None):
+    """`cnnlab quest serve` with ``options`` in its own process (and process group), or
+    ``command`` run with the port as its last argument; yields (process, base URL) once it
+    answers."""
     port = free_port()
+    command = command or [*QUEST_COMMAND, "serve", "--db", db_url, *options, "--port"]
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [*QUEST_COMMAND, "serve", "--db", db_url, "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            [*command, str(port)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # each worker of --workers N imports torch first
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"the server exited: {log_path.read_text()[-2000:]}")
@@ -198,6 +215,29 @@ def serve_subprocess(db_url: str, log_path: Path):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        with contextlib.suppress(ProcessLookupError):  # workers left behind by a failed test
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+# `quest serve --workers 2` as the CLI runs it (``serve_workers``), with an hour's board refresh:
+# only the workers' shared change counter can then show a change made through another worker.
+WORKERS_SCRIPT = """
+import sys
+from cnnlab.quest.workers import ServeOptions, serve_workers
+options = ServeOptions(sys.argv[1], board_refresh_seconds=3600)
+serve_workers(options, workers=2, host="127.0.0.1", port=int(sys.argv[2]))
+"""
+
+
+@pytest.fixture(scope="session")
+def workers_server(tmp_path_factory):
+    """(quest, URL) of a two-worker server on a PostgreSQL competition, shared by the tests that
+    run against several workers (starting one costs each worker's imports)."""
+    log = tmp_path_factory.mktemp("workers") / "server.log"
+    with postgres_quest() as quest:
+        command = [sys.executable, "-c", WORKERS_SCRIPT, quest.db_url]
+        with serve_subprocess(quest.db_url, log, command=command) as (_, url):
+            yield quest, url
 
 
 @pytest.fixture
@@ -211,6 +251,7 @@ def kit():
         submission=submission,
         uvicorn_thread=uvicorn_thread,
         serve_subprocess=serve_subprocess,
+        postgres_quest=postgres_quest,
         quest_command=QUEST_COMMAND,
         secret=SECRET_SCORE_TEXT,
         test_count=TEST_COUNT,

@@ -4,11 +4,14 @@ Runs on a SQLite file, and on PostgreSQL when configured (see conftest).
 """
 
 import os
+import re
 import signal
 import sqlite3
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,8 +22,23 @@ from cnnlab.quest.server import create_app
 pytestmark = pytest.mark.slow
 
 
-def test_fifty_concurrent_submissions_respect_the_daily_limit_exactly(quest, kit):
-    teams = {f"team{i}": quest.team(f"team{i}") for i in range(5)}
+@pytest.fixture(params=["one process", "two workers"])
+def served(request, db_url, kit):
+    """(quest, URL): uvicorn in a thread on this test's database, or `quest serve --workers 2`
+    (PostgreSQL; one server shared by the tests that use it: ``workers_server``)."""
+    if request.param == "one process":
+        quest = kit.make_quest(db_url)
+        with kit.uvicorn_thread(create_app(quest.db_url)) as url:
+            yield quest, url
+        return
+    if not db_url.startswith("postgresql"):
+        pytest.skip("several workers need PostgreSQL")
+    yield request.getfixturevalue("workers_server")
+
+
+def test_fifty_concurrent_submissions_respect_the_daily_limit_exactly(served, kit):
+    quest, url = served
+    teams = {f"team{i}": quest.team(f"team{i}") for i in range(5)}  # the only teams here
     jobs = [(name, token, k) for name, token in teams.items() for k in range(10)]
     start = threading.Barrier(len(jobs))
 
@@ -31,16 +49,15 @@ def test_fifty_concurrent_submissions_respect_the_daily_limit_exactly(quest, kit
         answer = httpx.post(f"{url}/api/submissions", timeout=60, **kit.submission(token, csv))
         return name, answer.status_code, answer.json()
 
-    with kit.uvicorn_thread(create_app(quest.db_url)) as url:
-        with ThreadPoolExecutor(len(jobs)) as pool:
-            results = list(pool.map(post, jobs))
-        histories = {
-            name: httpx.get(
-                f"{url}/api/submissions", headers={"Authorization": f"Bearer {token}"}
-            ).json()["submissions"]
-            for name, token in teams.items()
-        }
-        board = httpx.get(f"{url}/api/leaderboard").json()
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        results = list(pool.map(post, jobs))
+    histories = {
+        name: httpx.get(
+            f"{url}/api/submissions", headers={"Authorization": f"Bearer {token}"}
+        ).json()["submissions"]
+        for name, token in teams.items()
+    }
+    board = httpx.get(f"{url}/api/leaderboard").json()
 
     assert Counter(status for _, status, _ in results) == {201: 25, 429: 25}
     accepted = [(name, body) for name, status, body in results if status == 201]
@@ -52,11 +69,16 @@ def test_fifty_concurrent_submissions_respect_the_daily_limit_exactly(quest, kit
     assert [entry["submissions"] for entry in board] == [5] * 5
 
 
-def test_a_killed_server_keeps_every_acknowledged_submission(db_url, kit, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_killed_server_keeps_every_acknowledged_submission(db_url, kit, tmp_path, workers):
+    """SIGKILL mid-load. With two workers: first one worker (the supervisor starts another and
+    the server keeps accepting), then the supervisor, whose workers then stop by themselves."""
+    if workers > 1 and not db_url.startswith("postgresql"):
+        pytest.skip("several workers need PostgreSQL")
     quest = kit.make_quest(db_url, daily_limit=10_000)
     tokens = [quest.team(f"crew{i}") for i in range(8)]
     acknowledged: list[tuple[int, float, float]] = []  # (id, public, private) the server promised
-    lock, enough = threading.Lock(), threading.Event()
+    lock, killing = threading.Lock(), threading.Event()
 
     def burst(token: str, seed: int, url: str) -> None:
         for k in range(200):
@@ -67,23 +89,37 @@ def test_a_killed_server_keeps_every_acknowledged_submission(db_url, kit, tmp_pa
                     f"{url}/api/submissions", timeout=30, **kit.submission(token, csv)
                 )
             except httpx.HTTPError:
-                return  # the server died under us
+                if killing.is_set():
+                    return  # the server died under us
+                continue  # the worker that had this connection was killed: another answers
             if answer.status_code == 201:
                 with lock:
                     acknowledged.append((answer.json()["id"], public / 128, private / 128))
-                    if len(acknowledged) >= 40:
-                        enough.set()
+
+    def reached(count: int) -> bool:
+        deadline = time.monotonic() + 120
+        while len(acknowledged) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return len(acknowledged) >= count
 
     log = tmp_path / "server.log"
-    with kit.serve_subprocess(db_url, log) as (process, url):
+    with kit.serve_subprocess(db_url, log, "--workers", str(workers)) as (process, url):
         threads = [
             threading.Thread(target=burst, args=(token, i, url)) for i, token in enumerate(tokens)
         ]
         for thread in threads:
             thread.start()
-        assert enough.wait(timeout=60), log.read_text()[-2000:]
+        assert reached(40), log.read_text()[-2000:]
+        if workers > 1:
+            first, _ = worker_pids(log, count=2)
+            os.kill(first, signal.SIGKILL)
+            assert reached(len(acknowledged) + 40), log.read_text()[-2000:]
+            survivors = [pid for pid in worker_pids(log, count=3) if pid != first]
+        killing.set()
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
+        if workers > 1:  # no orphan keeps the port: each stops once its supervisor is gone
+            assert wait_until(lambda: all(map(exited, survivors))), log.read_text()[-2000:]
         for thread in threads:
             thread.join(timeout=60)
     assert process.returncode == -signal.SIGKILL
@@ -103,3 +139,27 @@ def test_a_killed_server_keeps_every_acknowledged_submission(db_url, kit, tmp_pa
                 stored[row["id"]] = (row["public_score"], row["private_score"])
     for submission_id, public, private in acknowledged:
         assert stored[submission_id] == pytest.approx((public, private)), submission_id
+
+
+def worker_pids(log: Path, count: int) -> list[int]:
+    """The pids of the first ``count`` workers the log says started (waiting for them)."""
+    pattern = re.compile(r"Started server process \[(\d+)\]")
+    assert wait_until(lambda: len(pattern.findall(log.read_text())) >= count), log.read_text()
+    return [int(pid) for pid in pattern.findall(log.read_text())[:count]]
+
+
+def exited(pid: int) -> bool:
+    """Gone, or a zombie that nobody has reaped yet (its parent was killed)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def wait_until(condition, timeout: float = 120) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True

@@ -61,6 +61,7 @@ SERVE_FLAGS = {
     "port": "--port",
     "client_timeout": "--client-timeout",
     "max_connections": "--max-connections",
+    "workers": "--workers",
 }
 
 
@@ -172,19 +173,39 @@ def serve_command(
     ] = 10.0,
     max_connections: Annotated[
         int,
-        typer.Option("--max-connections", help="Open connections served at once; more get 503."),
+        typer.Option(
+            "--max-connections",
+            help="Open connections served at once (by each worker); more get 503.",
+        ),
     ] = 500,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            help="Worker processes (uvicorn's); more than 1 needs a PostgreSQL --db, SQLite is "
+            "served by one.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the leaderboard server (FastAPI under uvicorn)."""
     from cnnlab.quest.http_limits import check_limits
     from cnnlab.quest.server import create_app, serve
+    from cnnlab.quest.workers import ServeOptions, check_workers, serve_workers
 
     check_limits(client_timeout, max_connections)  # before the database opens
+    check_workers(db, workers)
     with database_errors(db):
         app = create_app(db, max_upload_bytes=max_upload_bytes)
 
     def announce(url: str) -> None:
-        err.print(f"cnnlab quest: serving {shown_db(db)} on {url}", markup=False)
+        processes = f" with {workers} worker processes" if workers > 1 else ""
+        err.print(f"cnnlab quest: serving {shown_db(db)} on {url}{processes}", markup=False)
+
+    if workers > 1:  # each worker builds its own app: this one only checked the database
+        app.state.engine.dispose()
+        options = ServeOptions(db, max_upload_bytes, client_timeout, max_connections)
+        serve_workers(options, workers=workers, host=host, port=port, on_listening=announce)
+        return
 
     serve(
         app,

@@ -83,14 +83,22 @@ def server_config(
     **options: Any,
 ) -> uvicorn.Config:
     """uvicorn's config for ``app`` with these limits; ``options`` are uvicorn's own."""
-    check_limits(client_timeout, max_connections)
     return uvicorn.Config(
         app,
         http=timed_protocol(client_timeout),
-        timeout_keep_alive=min(KEEP_ALIVE_S, client_timeout),
-        limit_concurrency=max_connections,
+        **uvicorn_limits(client_timeout, max_connections),
         **options,
     )
+
+
+def uvicorn_limits(client_timeout: float, max_connections: int) -> dict[str, Any]:
+    """uvicorn's options for these limits, but the protocol (``timed_protocol``); the limit on
+    connections is a process's: each worker of ``quest serve --workers N`` has its own."""
+    check_limits(client_timeout, max_connections)
+    return {
+        "timeout_keep_alive": min(KEEP_ALIVE_S, client_timeout),
+        "limit_concurrency": max_connections,
+    }
 
 
 def check_limits(client_timeout: float, max_connections: int) -> None:

@@ -16,10 +16,7 @@ only after the reveal (or the close time).
 import asyncio
 import errno
 import json
-import math
 import socket
-import threading
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
@@ -33,6 +30,7 @@ from sqlalchemy.engine import Connection
 from starlette.datastructures import UploadFile
 
 from cnnlab.quest import board
+from cnnlab.quest.board_cache import CachedBody, ChangeCounter, cached_response
 from cnnlab.quest.db import (
     Competition,
     authenticate,
@@ -57,6 +55,7 @@ from cnnlab.quest.tokens import Principal
 
 MAX_TEXT_LENGTH = 500
 _CHUNK_LIMIT_MESSAGE = "the upload is larger than the server's limit of {limit:,} bytes"
+_HTML = "text/html; charset=utf-8"
 _PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'",
     "X-Content-Type-Options": "nosniff",
@@ -69,13 +68,15 @@ def create_app(
     max_upload_bytes: int = 1_000_000,
     clock: Callable[[], datetime] | None = None,
     board_refresh_seconds: float = 1.0,
+    changes: ChangeCounter | None = None,
 ) -> FastAPI:
     """The app for an initialised quest database (``init_competition`` first).
 
     ``max_upload_bytes`` bounds a submission's request body; ``clock`` (returning an aware UTC
     datetime) replaces the wall clock in tests of the daily limit and the close time;
-    ``board_refresh_seconds`` is how stale the cached leaderboard may be for changes made by
-    another process (0: none).
+    ``board_refresh_seconds`` is how stale the cached leaderboard and page may be for changes
+    made outside this server (0: none); ``changes``: the counter this server's writes raise,
+    shared by all the workers of ``quest serve --workers N`` (``board_cache``).
     """
     if not board_refresh_seconds >= 0:
         raise ValueError(f"board_refresh_seconds must be >= 0. Received: {board_refresh_seconds!r}")
@@ -124,17 +125,28 @@ def create_app(
         state = load_competition(connection)
         return state, state.is_revealed(now())
 
+    def page_body(connection: Connection, state: Competition, revealed: bool) -> bytes:
+        html = render_page(
+            state.public_info(now()),
+            board.leaderboard(connection, revealed),
+            board.public_scores(connection),
+            board.recent_log(connection, state, revealed, limit=50),
+        )
+        return html.encode()
+
+    def board_body(connection: Connection, state: Competition, revealed: bool) -> bytes:
+        entries = board.leaderboard(connection, revealed)
+        return json.dumps(entries, separators=(",", ":")).encode()
+
+    # Both read routes are served from memory while current, with an ETag (``board_cache``).
+    changes = changes or ChangeCounter()
+    cache = {"engine": engine, "now": now, "changes": changes}
+    cached_page = CachedBody(page_body, refresh_seconds=board_refresh_seconds, **cache)
+    cached_board = CachedBody(board_body, refresh_seconds=board_refresh_seconds, **cache)
+
     @app.get("/", response_class=HTMLResponse)
-    def page() -> HTMLResponse:
-        with engine.connect() as connection:
-            state, revealed = competition(connection)
-            html = render_page(
-                state.public_info(now()),
-                board.leaderboard(connection, revealed),
-                board.public_scores(connection),
-                board.recent_log(connection, state, revealed, limit=50),
-            )
-        return HTMLResponse(html, headers=_PAGE_HEADERS)
+    async def page(request: Request) -> Response:
+        return await cached_response(request, cached_page, _HTML, _PAGE_HEADERS)
 
     @app.get("/api/competition")
     def competition_info() -> dict:
@@ -142,46 +154,12 @@ def create_app(
             state, _ = competition(connection)
         return state.public_info(now())
 
-    # Readers far outnumber submissions, so the board is built and encoded only when a submission
-    # or the reveal changed it, and served from memory in between: this process's own submissions
-    # and reveals show at once; those of another process (the CLI's reveal, a second server) within
-    # ``board_refresh_seconds``, when the board's key is read from the database again (0: on
-    # every request).
-    # (key, body, when checked, the close time that will reveal the board or None)
-    cached: list[tuple[object, bytes, float, datetime | None]] = [(None, b"", -math.inf, None)]
-
-    rebuilding = threading.Lock()  # one reader refreshes the board; the others take its result
-
-    def leaderboard_body() -> bytes:
-        asked = time.monotonic()
-        with rebuilding:
-            key, body, checked, _ = cached[0]
-            if key is not None and checked >= asked:
-                return body  # refreshed by another reader while this one waited
-            return refresh_board()
-
-    def refresh_board() -> bytes:
-        with engine.connect() as connection:
-            state, revealed = competition(connection)
-            key = (board.board_version(connection), revealed)
-            cached_key, body, _, _ = cached[0]
-            if cached_key != key:
-                entries = board.leaderboard(connection, revealed)
-                body = json.dumps(entries, separators=(",", ":")).encode()
-            closes = None if revealed else state.close_at
-            cached[0] = (key, body, time.monotonic(), closes)
-            return body
-
     def board_changed() -> None:
-        cached[0] = (None, b"", -math.inf, None)
+        changes.bump()
 
     @app.get("/api/leaderboard")
-    async def leaderboard() -> Response:
-        _, body, checked, closes = cached[0]
-        stale = time.monotonic() - checked >= board_refresh_seconds
-        if stale or (closes is not None and now() >= closes):
-            body = await run_in_threadpool(leaderboard_body)
-        return Response(body, media_type="application/json")
+    async def leaderboard(request: Request) -> Response:
+        return await cached_response(request, cached_board, "application/json")
 
     @app.get("/api/log", response_class=PlainTextResponse)
     def log(limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> PlainTextResponse:

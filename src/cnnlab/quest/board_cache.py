@@ -1,0 +1,174 @@
+"""Read routes served from a precomputed body with an ETag, rebuilt only when the board changes.
+
+Readers far outnumber submissions: the leaderboard's JSON and the page are built and encoded
+when a submission or the reveal changed them, and served from memory in between, with an ETag
+(a hash of the body) so that a client that already holds this body gets ``304 Not Modified``.
+
+When is a body stale?
+
+- After a change made by this server, at once, in every worker: each write (a submission, the
+  reveal) bumps a ``ChangeCounter`` after its commit; ``quest serve --workers N`` gives all its
+  workers one counter in shared memory, so a submission accepted by one worker shows on every
+  worker on the next request, and a reveal through any worker is exact on all of them.
+- At the close time, exactly: a body built before it carries the close time and is rebuilt on
+  the first request at or after it.
+- After a change made outside this server (``cnnlab quest reveal``, a second machine's server,
+  removing a team), within ``refresh_seconds``: the board's key (newest id, count, competition
+  state) is read from the database again at most that often.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from multiprocessing.sharedctypes import Synchronized
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
+
+from cnnlab.quest import board
+from cnnlab.quest.db import Competition, load_competition
+
+
+class ChangeCounter:
+    """A number that every write to the board raises after its commit.
+
+    ``shared``: a ``multiprocessing`` ``Value('q')`` that several worker processes hold (see
+    ``workers``); without it the counter is this process's own.
+    """
+
+    def __init__(self, shared: Synchronized | None = None) -> None:
+        self._shared = shared
+        self._local = 0
+        self._lock = threading.Lock()
+
+    def bump(self) -> None:
+        if self._shared is None:
+            with self._lock:
+                self._local += 1
+            return
+        with self._shared.get_lock():
+            self._shared.value += 1
+
+    def read(self) -> int:
+        return self._local if self._shared is None else self._shared.value
+
+    def __repr__(self) -> str:
+        where = "local" if self._shared is None else "shared"
+        return f"ChangeCounter({where}, value={self.read()})"
+
+
+@dataclass(frozen=True)
+class Body:
+    """An encoded response body and its strong ETag (quoted, as the header carries it)."""
+
+    content: bytes
+    etag: str
+
+    @classmethod
+    def of(cls, content: bytes) -> Body:
+        return cls(content, f'"{hashlib.blake2b(content, digest_size=12).hexdigest()}"')
+
+
+@dataclass(frozen=True)
+class _Entry:
+    key: object  # (board version, competition state, revealed): the body changes only with it
+    body: Body
+    counter: int  # the change counter read before the database was
+    checked: float  # time.monotonic() when the key was read
+    closes: datetime | None  # the close time that will reveal this body, if any
+
+
+# Builds a body from the database: (connection, competition, revealed) -> bytes.
+BuildBody = Callable[[Connection, Competition, bool], bytes]
+
+
+class CachedBody:
+    """One route's body, served from memory while it is known to be current (see the module)."""
+
+    def __init__(
+        self,
+        build: BuildBody,
+        *,
+        engine: Engine,
+        now: Callable[[], datetime],
+        changes: ChangeCounter,
+        refresh_seconds: float,
+    ) -> None:
+        if not refresh_seconds >= 0:
+            raise ValueError(f"refresh_seconds must be >= 0. Received: {refresh_seconds!r}")
+        self._build = build
+        self._engine = engine
+        self._now = now
+        self._changes = changes
+        self._refresh_seconds = refresh_seconds
+        self._entry: _Entry | None = None
+        self._rebuilding = threading.Lock()  # one reader rebuilds; the others take its result
+
+    def fresh(self) -> Body | None:
+        """The body when it can be served without asking the database (no I/O), else None."""
+        entry = self._entry
+        if entry is None or entry.counter != self._changes.read():
+            return None
+        if time.monotonic() - entry.checked >= self._refresh_seconds:
+            return None
+        if entry.closes is not None and self._now() >= entry.closes:
+            return None
+        return entry.body
+
+    def current(self) -> Body:
+        """The body, checked against the database (blocking: run it in a thread pool)."""
+        asked = time.monotonic()
+        with self._rebuilding:
+            entry = self._entry
+            if entry is not None and entry.checked >= asked and self.fresh() is not None:
+                return entry.body  # another reader refreshed it while this one waited
+            return self._refresh()
+
+    def _refresh(self) -> Body:
+        counter = self._changes.read()  # before the database: a later bump forces a rebuild
+        with self._engine.connect() as connection:
+            state = load_competition(connection)
+            revealed = state.is_revealed(self._now())
+            key = (board.board_version(connection), state, revealed)
+            old = self._entry
+            if old is not None and old.key == key:
+                body = old.body
+            else:
+                body = Body.of(self._build(connection, state, revealed))
+        closes = None if revealed else state.close_at
+        self._entry = _Entry(key, body, counter, time.monotonic(), closes)
+        return body
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an ``If-None-Match`` header names ``etag`` (RFC 9110 13.1.2: weak comparison,
+    a list of tags, or ``*``)."""
+    if if_none_match is None:
+        return False
+    tags = [tag.strip() for tag in if_none_match.split(",")]
+    return "*" in tags or etag in (tag.removeprefix("W/") for tag in tags)
+
+
+def cached_headers(body: Body, extra: dict[str, str] | None = None) -> dict[str, Any]:
+    """The headers of a cached body's answer: its ETag, and ``no-cache`` so that a browser asks
+    again each time (cheaply, with If-None-Match) rather than showing a stale board."""
+    return {"ETag": body.etag, "Cache-Control": "no-cache", **(extra or {})}
+
+
+async def cached_response(
+    request: Request, cached: CachedBody, media_type: str, headers: dict[str, str] | None = None
+) -> Response:
+    """``cached``'s body (from memory when it is current), or 304 when the client holds it."""
+    body = cached.fresh() or await run_in_threadpool(cached.current)
+    all_headers = cached_headers(body, headers)
+    if etag_matches(request.headers.get("if-none-match"), body.etag):
+        return Response(status_code=304, headers=all_headers)
+    return Response(body.content, media_type=media_type, headers=all_headers)
