@@ -125,3 +125,13 @@ def test_precision_recall_png(tmp_path):
     assert (pixels.std(axis=(0, 1)) > 10).all()  # drawn, not blank
     with pytest.raises(ValueError, match=r"out must end in \.png"):
         plot_precision_recall(result, classes, tmp_path / "pr.jpg")
+
+
+def test_boxes_reach_coco_as_x_y_width_height():
+    # a 40x40 box far from the origin has area 1,600: COCO's "medium" (32^2 .. 96^2); were its
+    # corners passed as width and height it would be 140x140, "large"
+    result = coco_evaluate(
+        [rows([100, 100, 140, 140, 0.9, 0])], [truth([100, 100, 140, 140])], ["a"]
+    )
+    assert result.map_medium == pytest.approx(1.0)
+    assert result.map_small is None and result.map_large is None
