@@ -146,6 +146,8 @@ class Detector:
     def letterbox(self, image: np.ndarray) -> torch.Tensor:
         """(C, H, W) in [0, 1] -> the network's letterboxed input (C, net_h, net_w)."""
         height, width = self.net_size
+        if image.shape[1:] == (height, width):  # Darknet's resize at scale 1 copies each pixel
+            return torch.from_numpy(image)
         return torch.from_numpy(letterbox_image(image, width, height))
 
     def detect_array(self, image: np.ndarray, name: str = "<array>") -> ImageDetections:
