@@ -219,12 +219,17 @@ def serve_subprocess(db_url: str, log_path: Path, *options: str, command: list[s
             os.killpg(process.pid, signal.SIGKILL)
 
 
-# `quest serve --workers 2` as the CLI runs it (``serve_workers``), with an hour's board refresh:
-# only the workers' shared change counter can then show a change made through another worker.
-WORKERS_SCRIPT = """
+# `quest serve --workers 2` as the CLI runs it (``serve_workers``), with an hour's board refresh
+# (only the workers' shared change counter can then show a change made through another worker),
+# a 2 s request-head deadline and 64 connections a worker.
+WORKERS_TIMEOUT_S, WORKERS_CONNECTIONS = 2.0, 64
+WORKERS_SCRIPT = f"""
 import sys
 from cnnlab.quest.workers import ServeOptions, serve_workers
-options = ServeOptions(sys.argv[1], board_refresh_seconds=3600)
+options = ServeOptions(
+    sys.argv[1], client_timeout={WORKERS_TIMEOUT_S}, max_connections={WORKERS_CONNECTIONS},
+    board_refresh_seconds=3600,
+)
 serve_workers(options, workers=2, host="127.0.0.1", port=int(sys.argv[2]))
 """
 
@@ -232,7 +237,8 @@ serve_workers(options, workers=2, host="127.0.0.1", port=int(sys.argv[2]))
 @pytest.fixture(scope="session")
 def workers_server(tmp_path_factory):
     """(quest, URL) of a two-worker server on a PostgreSQL competition, shared by the tests that
-    run against several workers (starting one costs each worker's imports)."""
+    run against several workers (starting one costs each worker's imports). The test that
+    reveals the scores (tests/quest/test_workers.py) runs after those that submit."""
     log = tmp_path_factory.mktemp("workers") / "server.log"
     with postgres_quest() as quest:
         command = [sys.executable, "-c", WORKERS_SCRIPT, quest.db_url]
@@ -253,6 +259,8 @@ def kit():
         serve_subprocess=serve_subprocess,
         postgres_quest=postgres_quest,
         quest_command=QUEST_COMMAND,
+        workers_timeout=WORKERS_TIMEOUT_S,
+        workers_connections=WORKERS_CONNECTIONS,
         secret=SECRET_SCORE_TEXT,
         test_count=TEST_COUNT,
         num_classes=NUM_CLASSES,
