@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, FromClause, Select, func, insert, select
 from sqlalchemy.engine import Connection
 
 from cnnlab.quest.db import (
@@ -96,10 +96,15 @@ def record_submission(
     return Recorded(new_id, scores.public, competition.daily_limit - used - 1, now)
 
 
-def _submission_rows(connection: Connection, team_id: int | None = None) -> list:
-    query = select(submissions_table, teams_table.c.name.label("team")).join(
-        teams_table, teams_table.c.id == submissions_table.c.team_id
+def _shown(source: FromClause) -> Select:
+    """``source``'s rows (quest_submissions, or a subquery of it) with the team's name."""
+    return select(source, teams_table.c.name.label("team")).join(
+        teams_table, teams_table.c.id == source.c.team_id
     )
+
+
+def _submission_rows(connection: Connection, team_id: int | None = None) -> list:
+    query = _shown(submissions_table)
     if team_id is not None:
         query = query.where(submissions_table.c.team_id == team_id)
     return list(connection.execute(query.order_by(submissions_table.c.id)))
@@ -131,25 +136,41 @@ def leaderboard(connection: Connection, revealed: bool) -> list[dict]:
     Before the reveal a team's entry is its best public score. After it, as on Kaggle when a team
     selects nothing, that same best-public submission is the team's final entry and the board ranks
     by its private score: a model tuned to the public half can fall ("shake-up").
+
+    The database picks each team's best and counts its submissions (``best_per_team_query``):
+    one pass over the submissions, and only one row per team comes back.
     """
-    best: dict[int, object] = {}
-    used: dict[int, int] = {}
-    for row in _submission_rows(connection):
-        used[row.team_id] = used.get(row.team_id, 0) + 1
-        current = best.get(row.team_id)
-        if current is None or row.public_score > current.public_score:
-            best[row.team_id] = row  # ties: the earlier submission stays
     entries = []
-    for team_id, row in best.items():
+    for rank, row in enumerate(connection.execute(best_per_team_query(revealed)), start=1):
         entry = _public_view(row, revealed)
         entry["submission_id"] = entry.pop("id")
-        entry["submissions"] = used[team_id]
+        entry["submissions"] = row.submissions
         entry["score"] = row.private_score if revealed else row.public_score
-        entries.append(entry)
-    entries.sort(key=lambda e: (-e["score"], e["submission_id"]))
-    for rank, entry in enumerate(entries, start=1):
         entry["rank"] = rank
+        entries.append(entry)
     return entries
+
+
+def best_per_team_query(revealed: bool) -> Select:
+    """Each team's best public submission (ties: the earlier one) with its team's number of
+    submissions, best first by the public score, or by the private one once revealed.
+
+    Window functions (SQLite >= 3.25, PostgreSQL): number each team's submissions from the best
+    public score down and count them, in one scan, then keep number 1.
+    """
+    by_team = submissions_table.c.team_id
+    ranked = select(
+        submissions_table,
+        func.row_number()
+        .over(
+            partition_by=by_team,
+            order_by=(submissions_table.c.public_score.desc(), submissions_table.c.id),
+        )
+        .label("pick"),
+        func.count().over(partition_by=by_team).label("submissions"),
+    ).subquery("ranked")
+    score = ranked.c.private_score if revealed else ranked.c.public_score
+    return _shown(ranked).where(ranked.c.pick == 1).order_by(score.desc(), ranked.c.id)
 
 
 def board_version(connection: Connection) -> tuple[int, int]:
