@@ -2,10 +2,12 @@
 
     python benchmarks/quest_load.py [--readers 50] [--submitters 10] [--seconds 20]
                                     [--teams 200] [--labels 10000] [--db URL] [--out DIR]
+    python benchmarks/quest_load.py --db postgresql+psycopg://... --workers 2 \
+        --read-rate 300 --submit-rate 20 --open-seconds 30 --saturation
     python benchmarks/quest_load.py --dry-run [--out DIR]
 
 The server runs in its own process on 127.0.0.1: ``--via cli`` (the default) runs it as users do,
-``python -m cnnlab quest serve`` (uvicorn, one worker, access log on); ``--via uvicorn`` runs
+``python -m cnnlab quest serve --workers N`` (uvicorn, access log on); ``--via uvicorn`` runs
 ``uvicorn.run(create_app(db))`` with the access log off. The database is a fresh SQLite file, or
 with ``--db postgresql+psycopg://...`` an empty PostgreSQL database. The competition has
 ``--labels`` synthetic labels and ``--teams`` teams with a daily limit high enough that the limit
@@ -18,6 +20,15 @@ answer before sending the next request, so at most readers + submitters + page r
 are in flight; ``--think`` adds a pause after each answer (0: a closed loop, the worst case). The
 first ``--warmup`` seconds are not counted.
 
+Open loop (``--read-rate``, ``--submit-rate``, requests per second, for ``--open-seconds``): after
+the closed loop, requests are sent at fixed times, ``1/rate`` apart per route, each whether or
+not the earlier ones have been answered, and a request's latency is measured from the time it
+was due, not from when the client got round to sending it: queueing in the client counts against
+the server instead of hiding (a closed loop's clients wait, and send less, when the server
+slows). ``--saturation``: then each route alone under a closed loop (``--readers`` readers, or
+``--submitters`` submitters), whose answers per second are that route's saturation rate. The
+machine's load average is recorded before and after each phase (the machine may be shared).
+
 Prints requests/s, p50/p99 latency per route and the statuses other than success (429, the
 intended daily-limit refusal, apart), and writes ``quest_load.json`` with the context (versions,
 CPU, git commit, concurrency, duration, database). Targets on the 2-core reference machine:
@@ -25,7 +36,8 @@ leaderboard p99 under 50 ms with 50 readers, at least 50 scored submissions per 
 errors other than 429.
 
 ``--dry-run`` runs the same code in seconds, so that CI keeps the script working: a few clients
-on every route (the page too) for about a second, a small competition, and ``quest_load.json``
+on every route (the page too) for about a second, then the open loop at low rates and each
+route's saturation as briefly, a small competition, and ``quest_load.json``
 in a temporary folder (or ``--out``), never in benchmarks/results. Flags given with it still win.
 """
 
@@ -43,7 +55,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
@@ -72,6 +84,11 @@ class LoadConfig:
     daily_limit: int = 100_000
     db: str | None = None
     via: str = "cli"
+    workers: int = 1
+    read_rate: float = 0.0  # open loop: leaderboard reads per second (0: no open-loop phase)
+    submit_rate: float = 0.0
+    open_seconds: float = 30.0
+    saturation: bool = False
     dry_run: bool = False
 
 
@@ -84,6 +101,10 @@ DRY_RUN = {
     "warmup": 0.5,
     "teams": 4,
     "labels": 1_000,
+    "read_rate": 20.0,
+    "submit_rate": 4.0,
+    "open_seconds": 1.5,
+    "saturation": True,
 }
 
 
@@ -125,15 +146,17 @@ def prediction_csvs(labels: np.ndarray, count: int = 16) -> list[bytes]:
     return files
 
 
-def start_server(via: str, db_url: str, port: int, log_path: Path) -> subprocess.Popen:
+def start_server(
+    via: str, db_url: str, port: int, log_path: Path, workers: int = 1
+) -> subprocess.Popen:
     if via == "cli":
-        command = [sys.executable, "-m", "cnnlab", "quest", "serve", "--db", db_url,
-                   "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+        command = [sys.executable, "-m", "cnnlab", "quest", "serve", "--db", db_url, "--host",
+                   "127.0.0.1", "--port", str(port), "--workers", str(workers)]  # fmt: skip
     else:
         command = [sys.executable, "-c", UVICORN_SERVER, db_url, str(port)]
     with log_path.open("wb") as log:  # the server holds its own descriptor
         process = subprocess.Popen(command, stdout=log, stderr=log)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # each worker imports torch (cnnlab) before it answers
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(
@@ -147,16 +170,24 @@ def start_server(via: str, db_url: str, port: int, log_path: Path) -> subprocess
         time.sleep(0.1)
     process.kill()
     process.wait()
-    raise RuntimeError(f"the server did not answer within 30 s:\n{log_path.read_text()}")
+    raise RuntimeError(f"the server did not answer within 120 s:\n{log_path.read_text()}")
 
 
 def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of process ``pid`` (Linux), or None elsewhere."""
+    """User + system CPU seconds of process ``pid`` and its running children, its workers
+    (Linux), or None elsewhere."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(process_cpu_seconds(int(child)) or 0.0 for child in children)
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages (the machine may be shared with other work)."""
+    return [round(value, 2) for value in os.getloadavg()]
 
 
 DRY_RUN_GRACE_SECONDS = 60.0
@@ -175,16 +206,7 @@ async def drive(
     answered = 0
     counted_from = time.perf_counter() + config.warmup
     stop_at = counted_from + config.seconds
-    next_submission = iter(range(10**12))
-
-    def submit(client: httpx.AsyncClient):
-        n = next(next_submission)
-        return client.post(
-            "/api/submissions",
-            headers={"Authorization": f"Bearer {tokens[n % len(tokens)]}"},
-            files={"file": ("predictions.csv", csvs[n % len(csvs)], "text/csv")},
-            data={"model": "lenet-like", "train_time": "42.0"},
-        )
+    submit = submission_sender(tokens, csvs)
 
     async def loop(route: str, send) -> None:
         nonlocal answered
@@ -218,6 +240,70 @@ async def drive(
     tasks += [loop("GET /", lambda client: client.get("/")) for _ in range(config.page_readers)]
     await asyncio.gather(*tasks)
     return samples, answered
+
+
+OPEN_LOOP_CLIENTS = 32  # clients (8 connections each) that the open loop's requests take in turn
+
+
+def submission_sender(tokens: list[str], csvs: list[bytes]):
+    """A function that posts the next submission (round-robin over teams and files)."""
+    next_submission = iter(range(10**12))
+
+    def submit(client: httpx.AsyncClient):
+        n = next(next_submission)
+        return client.post(
+            "/api/submissions",
+            headers={"Authorization": f"Bearer {tokens[n % len(tokens)]}"},
+            files={"file": ("predictions.csv", csvs[n % len(csvs)], "text/csv")},
+            data={"model": "lenet-like", "train_time": "42.0"},
+        )
+
+    return submit
+
+
+async def drive_open(
+    config: LoadConfig, base_url: str, tokens: list[str], csvs: list[bytes]
+) -> Samples:
+    """Send each route's requests at fixed times (``1/rate`` apart) for ``open_seconds``; each
+    request's latency runs from the time it was due to its answer."""
+    samples = Samples()
+    limits = httpx.Limits(max_connections=8, max_keepalive_connections=8)
+    clients = [
+        httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30)
+        for _ in range(OPEN_LOOP_CLIENTS)
+    ]
+    turn = iter(range(10**12))
+
+    async def one(route: str, send, due: float) -> None:
+        client = clients[next(turn) % len(clients)]
+        try:
+            status = (await send(client)).status_code
+        except httpx.HTTPError as error:
+            status = type(error).__name__
+        samples.latency[route].append(time.perf_counter() - due)
+        samples.status[route][status] += 1
+
+    async def schedule(route: str, send, rate: float, start: float) -> None:
+        requests = []
+        for k in range(int(rate * config.open_seconds)):
+            due = start + k / rate
+            await asyncio.sleep(max(due - time.perf_counter(), 0))
+            requests.append(asyncio.create_task(one(route, send, due)))
+        await asyncio.gather(*requests)
+
+    start = time.perf_counter() + 0.2
+    routes = [
+        ("GET /api/leaderboard", lambda client: client.get("/api/leaderboard"), config.read_rate),
+        ("POST /api/submissions", submission_sender(tokens, csvs), config.submit_rate),
+    ]
+    try:
+        await asyncio.gather(
+            *(schedule(route, send, rate, start) for route, send, rate in routes if rate > 0)
+        )
+    finally:
+        for client in clients:
+            await client.aclose()
+    return samples
 
 
 def summarise(samples: Samples, seconds: float) -> dict[str, dict]:
@@ -268,7 +354,7 @@ def context(config: LoadConfig, db_url: str) -> dict:
         "platform": platform.platform(),
         "db": redact(db_url),
         "server": {
-            "cli": "cnnlab quest serve (uvicorn, one worker, access log on)",
+            "cli": f"cnnlab quest serve --workers {config.workers} (uvicorn, access log on)",
             "uvicorn": "uvicorn.run(create_app(db)), one worker, access log off",
         }[config.via]
         + "; same machine as the clients",
@@ -280,6 +366,7 @@ def context(config: LoadConfig, db_url: str) -> dict:
         },
         "seconds_counted": config.seconds,
         "warmup_seconds_excluded": config.warmup,
+        "workers": config.workers,
         "teams": config.teams,
         "labels": config.labels,
         "daily_limit": config.daily_limit,
@@ -304,13 +391,17 @@ def run(config: LoadConfig, workdir: Path) -> dict:
     csvs = prediction_csvs(labels)
 
     port = free_port()
-    server = start_server(config.via, db_url, port, workdir / "server.log")
+    server = start_server(config.via, db_url, port, workdir / "server.log", config.workers)
+    base_url = f"http://127.0.0.1:{port}"
     try:
+        loads = {"closed_loop": [load_average()]}
         cpu_before = process_cpu_seconds(server.pid)
         client_before = time.process_time()
-        samples, answered = asyncio.run(drive(config, f"http://127.0.0.1:{port}", tokens, csvs))
+        samples, answered = asyncio.run(drive(config, base_url, tokens, csvs))
         client_cpu = time.process_time() - client_before
         cpu_after = process_cpu_seconds(server.pid)
+        loads["closed_loop"].append(load_average())
+        phases = more_phases(config, base_url, tokens, csvs)
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -323,6 +414,8 @@ def run(config: LoadConfig, workdir: Path) -> dict:
     return {
         "context": context(config, db_url),
         "routes": routes,
+        "load_average_before_after": loads["closed_loop"],
+        **phases,
         "server_cpu_seconds": server_cpu,
         "client_cpu_seconds": client_cpu,
         "requests_answered_including_warmup": answered,
@@ -331,21 +424,67 @@ def run(config: LoadConfig, workdir: Path) -> dict:
     }  # fmt: skip
 
 
+def more_phases(config: LoadConfig, base_url: str, tokens: list[str], csvs: list[bytes]) -> dict:
+    """The open loop at fixed rates, and each route's saturation rate, when asked for."""
+    phases: dict = {}
+    if config.read_rate > 0 or config.submit_rate > 0:
+        before = load_average()
+        samples = asyncio.run(drive_open(config, base_url, tokens, csvs))
+        phases["open_loop"] = {
+            "rates_per_s": {
+                "GET /api/leaderboard": config.read_rate,
+                "POST /api/submissions": config.submit_rate,
+            },
+            "seconds": config.open_seconds,
+            "latency_from": "the time each request was due",
+            "routes": summarise(samples, config.open_seconds),
+            "load_average_before_after": [before, load_average()],
+        }
+    if config.saturation:
+        phases["saturation"] = {}
+        alone = {
+            "GET /api/leaderboard": replace(config, submitters=0, page_readers=0),
+            "POST /api/submissions": replace(config, readers=0, page_readers=0),
+        }
+        for route, route_config in alone.items():
+            before = load_average()
+            samples, _ = asyncio.run(drive(route_config, base_url, tokens, csvs))
+            row = summarise(samples, config.seconds)[route]
+            row["clients"] = route_config.readers or route_config.submitters
+            row["load_average_before_after"] = [before, load_average()]
+            phases["saturation"][route] = row
+    return phases
+
+
 def print_table(result: dict) -> None:
-    print(f"{'route':<24}{'req/s':>9}{'ok/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-          f"{'429':>7}  errors")  # fmt: skip
-    for route, row in result["routes"].items():
-        errors = ", ".join(f"{s}: {n}" for s, n in row["errors"].items()) or "0"
-        print(
-            f"{route:<24}{row['requests_per_s']:>9.1f}{row['ok_per_s']:>9.1f}{row['p50_ms']:>9.1f}"
-            f"{row['p99_ms']:>9.1f}{row['max_ms']:>9.1f}{row['limit_refusals_429']:>7}  {errors}"
-        )
+    print(f"closed loop, load average {result['load_average_before_after']}")
+    print_routes(result["routes"])
+    if "open_loop" in result:
+        phase = result["open_loop"]
+        rates = ", ".join(f"{route} {rate:g}/s" for route, rate in phase["rates_per_s"].items())
+        print(f"open loop ({rates}; latency from the due time), load average "
+              f"{phase['load_average_before_after']}")  # fmt: skip
+        print_routes(phase["routes"])
+    if "saturation" in result:
+        print("saturation: each route alone, closed loop")
+        print_routes(result["saturation"])
     if result["server_cpu_seconds"] is not None:
         print(
             f"server CPU: {result['server_cpu_seconds']:.1f} s over "
             f"{result['requests_answered_including_warmup']} requests (warmup included), "
             f"{result['server_cpu_ms_per_request']:.2f} ms per request; "
             f"load generator CPU: {result['client_cpu_seconds']:.1f} s"
+        )
+
+
+def print_routes(routes: dict[str, dict]) -> None:
+    print(f"{'route':<24}{'req/s':>9}{'ok/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+          f"{'429':>7}  errors")  # fmt: skip
+    for route, row in routes.items():
+        errors = ", ".join(f"{s}: {n}" for s, n in row["errors"].items()) or "0"
+        print(
+            f"{route:<24}{row['requests_per_s']:>9.1f}{row['ok_per_s']:>9.1f}{row['p50_ms']:>9.1f}"
+            f"{row['p99_ms']:>9.1f}{row['max_ms']:>9.1f}{row['limit_refusals_429']:>7}  {errors}"
         )
 
 
@@ -357,7 +496,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[LoadConfig, Path | None]:
         "--dry-run",
         action="store_true",
         help="seconds, not minutes: "
-        + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in DRY_RUN.items())
+        + ", ".join(
+            f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in DRY_RUN.items()
+        )
         + "; the JSON goes to a temporary folder unless --out is given",
     )
     parser.add_argument("--readers", type=int, default=defaults.readers)
@@ -375,6 +516,24 @@ def parse_args(argv: list[str] | None = None) -> tuple[LoadConfig, Path | None]:
     parser.add_argument("--labels", type=int, default=defaults.labels)
     parser.add_argument("--daily-limit", type=int, default=defaults.daily_limit)
     parser.add_argument("--via", choices=("cli", "uvicorn"), default=defaults.via)
+    parser.add_argument(
+        "--workers", type=int, default=defaults.workers, help="quest serve --workers (--via cli)"
+    )
+    parser.add_argument(
+        "--read-rate", type=float, default=defaults.read_rate, help="open loop: reads per second"
+    )
+    parser.add_argument(
+        "--submit-rate",
+        type=float,
+        default=defaults.submit_rate,
+        help="open loop: submissions per second",
+    )
+    parser.add_argument("--open-seconds", type=float, default=defaults.open_seconds)
+    parser.add_argument(
+        "--saturation",
+        action="store_true",
+        help="then each route alone under the closed loop: its saturation rate",
+    )
     parser.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file)")
     parser.add_argument(
         "--out",
@@ -393,6 +552,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[LoadConfig, Path | None]:
         parser.error(
             "--seconds must be > 0, --warmup and --think >= 0. "
             f"Received: {args.seconds}, {args.warmup}, {args.think}"
+        )
+    if args.read_rate < 0 or args.submit_rate < 0 or args.open_seconds <= 0 or args.workers < 1:
+        parser.error(
+            "--read-rate and --submit-rate must be >= 0, --open-seconds > 0, --workers >= 1. "
+            f"Received: {args.read_rate}, {args.submit_rate}, {args.open_seconds}, {args.workers}"
         )
     if args.teams == 0 and args.submitters:
         parser.error("--teams must be >= 1 when --submitters > 0. Received: --teams 0")

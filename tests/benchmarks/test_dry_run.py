@@ -96,10 +96,27 @@ def check_quest_load(result: dict, stdout: str) -> None:
     assert result["requests_answered_including_warmup"] >= sum(
         row["requests"] for row in routes.values()
     )
+    assert context["workers"] == 1
+    assert len(result["load_average_before_after"]) == 2
+
+    open_loop = result["open_loop"]  # fixed rates: every due request was sent and answered
+    assert open_loop["rates_per_s"] == {"GET /api/leaderboard": 20.0, "POST /api/submissions": 4.0}
+    assert {route: row["requests"] for route, row in open_loop["routes"].items()} == {
+        "GET /api/leaderboard": 30,
+        "POST /api/submissions": 6,
+    }
+    saturation = result["saturation"]
+    assert set(saturation) == {"GET /api/leaderboard", "POST /api/submissions"}
+    for phase in (open_loop["routes"], saturation):
+        for route, row in phase.items():
+            assert row["errors"] == {} and row["requests"] > 0, route
+            assert row["p50_ms"] <= row["p99_ms"] <= row["max_ms"], route
+    assert [saturation[route]["clients"] for route in sorted(saturation)] == [3, 2]
 
     for route in routes:
         assert route in stdout
     assert "p99 ms" in stdout
+    assert "open loop" in stdout and "saturation" in stdout
 
 
 def check_infer_cpu(result: dict, stdout: str) -> None:
