@@ -43,7 +43,27 @@ GOLDEN_PARAMS = {
     "googlenet": 6_624_904,
     # default cfg: 3*16*9 + 2*16 (BN) + 16*32*9 + 2*32 + 32*10 + 10 = 464 + 4,672 + 330
     "darknetcfg": 5_466,
+    # detectors, sum over convolutions of k*k*c_in*c_out + 2*c_out (batch norm) or + c_out (bias),
+    # from Debian's cfg/yolov2-tiny.cfg: 464 + 4,672 + 18,560 + 73,984 + 295,424 + 1,180,672
+    # + 4,720,640 (1024 3x3) + 4,719,616 (512 3x3) + 218,025 (425 1x1, bias)
+    "yolov2-tiny": 11_232_057,
+    # cfg/yolov3-tiny.cfg: the same six first stages (1,573,776) + 4,720,640 + 262,656 (256 1x1)
+    # + 1,180,672 + 130,815 (255 1x1) + 33,024 (128 1x1) + 885,248 (256 3x3 of 384) + 65,535
+    "yolov3-tiny": 8_852_366,
+    # 10 classes: 464 + 4,672 + 18,560 + 73,984 + 295,424 + 16,512 (64 1x1) + 73,984 + 5,805
+    # (45 1x1) + 2,112 (32 1x1) + 92,288 (64 3x3 of 160) + 2,925 (45 1x1)
+    "yolo-scenes": 586_730,
 }
+
+
+def outputs_of(model: nn.Module, out) -> torch.Tensor:
+    """A classifier's logits (N, classes); a detector's raw head maps (N, A * (5 + C), H, W),
+    flattened and joined (N, -1) after checking each map's channels."""
+    if model.cnnlab.output != "detections":
+        return out
+    entries = 5 + model.cnnlab.num_classes
+    assert all(o.ndim == 4 and o.shape[1] % entries == 0 for o in out), [o.shape for o in out]
+    return torch.cat([o.flatten(1) for o in out], dim=1)
 
 
 def trainable_params(model: nn.Module) -> int:
@@ -90,8 +110,9 @@ def test_forward_backward_on_cpu(name: str) -> None:
     torch.manual_seed(0)
     spec = get_model_spec(name)
     model = create_model(name).train()
-    logits = model(torch.randn(2, *spec.input_shape))
-    assert logits.shape == (2, spec.num_classes)
+    logits = outputs_of(model, model(torch.randn(2, *spec.input_shape)))
+    if model.cnnlab.output != "detections":
+        assert logits.shape == (2, spec.num_classes)
     assert torch.isfinite(logits).all()
     # A random projection gives every logit a non-zero upstream gradient.
     (logits * torch.randn_like(logits)).sum().backward()
@@ -107,7 +128,10 @@ def test_meta_forward_with_overrides_calls_every_leaf_once(name: str) -> None:
     assert model.cnnlab.input_shape == (2, height, width)
     assert all(p.is_meta for p in model.parameters())
     calls = run_leaves(model, torch.empty(2, 2, height, width, device="meta"))
-    assert calls[-1][1] == (2, 7)
+    if model.cnnlab.output == "detections":  # the last head's raw map: anchors x (5 + 7)
+        assert calls[-1][1][0] == 2 and calls[-1][1][1] % (5 + 7) == 0
+    else:
+        assert calls[-1][1] == (2, 7)
     counts = Counter(id(module) for module, _ in calls)
     leaves = [m for m in model.modules() if not list(m.children())]
     assert sorted(counts.values()) == [1] * len(leaves), "a leaf ran twice or not at all"
