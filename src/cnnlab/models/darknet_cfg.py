@@ -109,6 +109,7 @@ def darknet_cfg(
         raise ValueError(
             f"cfg must describe a classifier (ending in softmax, avgpool or connected), but its "
             f"last layer {last.index} is [{last.kind}] with a "
-            f"{'x'.join(map(str, last.output_shape))} output; detectors are not zoo models"
+            f"{'x'.join(map(str, last.output_shape))} output; the zoo's detectors are "
+            "yolov2-tiny, yolov3-tiny and yolo-scenes"
         )
     return DarknetCfgModel(plan)
