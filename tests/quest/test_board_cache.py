@@ -56,7 +56,7 @@ def test_workers_sharing_a_counter_see_each_others_changes_at_once(quest, kit):
     """Two apps on one database with an hour's refresh, as two workers: sharing the counter,
     one shows the other's submission and reveal on its next request; a third app with its own
     counter still shows its cached board (the refresh bound is all it has)."""
-    shared = multiprocessing.get_context("spawn").Value("q", 0)
+    shared = multiprocessing.get_context("spawn").Array("q", 2)
     options = {"board_refresh_seconds": 3600}
     one = TestClient(create_app(quest.db_url, changes=ChangeCounter(shared), **options))
     two = TestClient(create_app(quest.db_url, changes=ChangeCounter(shared), **options))
@@ -75,12 +75,30 @@ def test_workers_sharing_a_counter_see_each_others_changes_at_once(quest, kit):
         assert "private scores (final)" in two.get("/").text
 
 
+def test_a_settling_board_lags_submissions_but_never_the_reveal(quest, kit):
+    """With a settle time, another worker's submission waits for it; the reveal does not."""
+    shared = multiprocessing.get_context("spawn").Array("q", 2)
+    options = {"board_refresh_seconds": 3600, "board_settle_seconds": 3600}
+    one = TestClient(create_app(quest.db_url, changes=ChangeCounter(shared), **options))
+    two = TestClient(create_app(quest.db_url, changes=ChangeCounter(shared), **options))
+    with one, two:
+        assert two.get("/api/leaderboard").json() == []
+        token = quest.team("patient")
+        csv = kit.to_csv(quest.predictions(public_correct=32, private_correct=64))
+        assert one.post("/api/submissions", **kit.submission(token, csv)).status_code == 201
+        assert two.get("/api/leaderboard").json() == []  # within the settle time
+        organiser = {"Authorization": f"Bearer {quest.organiser_token}"}
+        assert one.post("/api/reveal", headers=organiser).status_code == 200
+        [entry] = two.get("/api/leaderboard").json()
+        assert entry["private_score"] == pytest.approx(0.5)
+
+
 def test_change_counter_repr_and_counts():
-    local, shared = ChangeCounter(), ChangeCounter(multiprocessing.Value("q", 5))
+    local, shared = ChangeCounter(), ChangeCounter(multiprocessing.Array("q", [5, 1]))
     local.bump()
-    shared.bump()
-    assert (local.read(), shared.read()) == (1, 6)
-    assert repr(shared) == "ChangeCounter(shared, value=6)"
+    shared.bump(urgent=True)
+    assert (local.read(), shared.read()) == ((1, 0), (6, 2))
+    assert repr(shared) == "ChangeCounter(shared, writes=6, urgent=2)"
 
 
 def record(engine, team_id: int, name: str, public: float, private: float, when) -> None:

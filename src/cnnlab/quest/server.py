@@ -69,6 +69,7 @@ def create_app(
     clock: Callable[[], datetime] | None = None,
     board_refresh_seconds: float = 1.0,
     changes: ChangeCounter | None = None,
+    board_settle_seconds: float = 0.0,
 ) -> FastAPI:
     """The app for an initialised quest database (``init_competition`` first).
 
@@ -76,7 +77,8 @@ def create_app(
     datetime) replaces the wall clock in tests of the daily limit and the close time;
     ``board_refresh_seconds`` is how stale the cached leaderboard and page may be for changes
     made outside this server (0: none); ``changes``: the counter this server's writes raise,
-    shared by all the workers of ``quest serve --workers N`` (``board_cache``).
+    shared by all the workers of ``quest serve --workers N``; ``board_settle_seconds``: how long
+    a cached body may lag this server's submissions, never its reveal (``board_cache``).
     """
     if not board_refresh_seconds >= 0:
         raise ValueError(f"board_refresh_seconds must be >= 0. Received: {board_refresh_seconds!r}")
@@ -140,9 +142,15 @@ def create_app(
 
     # Both read routes are served from memory while current, with an ETag (``board_cache``).
     changes = changes or ChangeCounter()
-    cache = {"engine": engine, "now": now, "changes": changes}
-    cached_page = CachedBody(page_body, refresh_seconds=board_refresh_seconds, **cache)
-    cached_board = CachedBody(board_body, refresh_seconds=board_refresh_seconds, **cache)
+    cache = {
+        "engine": engine,
+        "now": now,
+        "changes": changes,
+        "refresh_seconds": board_refresh_seconds,
+        "settle_seconds": board_settle_seconds,
+    }
+    cached_page = CachedBody(page_body, **cache)
+    cached_board = CachedBody(board_body, **cache)
 
     @app.get("/", response_class=HTMLResponse)
     async def page(request: Request) -> Response:
@@ -226,7 +234,7 @@ def create_app(
     def reveal(who: Annotated[Principal, Depends(organiser)]) -> dict:
         with write_transaction(engine) as connection:
             revealed_at = reveal_in(connection)
-        board_changed()
+        changes.bump(urgent=True)  # exact on every worker
         return {"revealed": True, "revealed_at": revealed_at.isoformat()}
 
     return app

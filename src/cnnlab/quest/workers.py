@@ -10,8 +10,9 @@ configuration for the same pre-fork model.
 
 Each worker is a spawned process that builds its own app (``create_app``: its own engine and
 connection pool, its own copy of the answer key) from ``ServeOptions``. What the workers share
-is the board's ``ChangeCounter``, in shared memory: a submission or reveal through any worker
-is seen by every worker's cached board on its next request (``board_cache``).
+is the board's ``ChangeCounter``, in shared memory: a reveal through any worker is seen by every
+worker's cached board on its next request, a submission within ``board_settle_seconds``
+(``board_cache``).
 
 SQLite stays one worker: its writers take turns on one file lock, so more processes add
 contention, not throughput.
@@ -26,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.sharedctypes import SynchronizedArray
 from typing import Any
 
 import uvicorn
@@ -61,6 +62,8 @@ class ServeOptions:
     client_timeout: float = REQUEST_TIMEOUT_S
     max_connections: int = MAX_CONNECTIONS  # per worker: each process has its own descriptors
     board_refresh_seconds: float = 1.0
+    # A submission shows on every worker within this time (the reveal at once): board_cache.
+    board_settle_seconds: float = 0.25
 
     def __post_init__(self) -> None:
         check_limits(self.client_timeout, self.max_connections)
@@ -92,7 +95,7 @@ class WorkerConfig(uvicorn.Config):
     """
 
     def __init__(
-        self, options: ServeOptions, changes: Synchronized, workers: int, log_level: str
+        self, options: ServeOptions, changes: SynchronizedArray, workers: int, log_level: str
     ) -> None:
         super().__init__(
             app=None,
@@ -113,6 +116,7 @@ class WorkerConfig(uvicorn.Config):
             options.db_url,
             max_upload_bytes=options.max_upload_bytes,
             board_refresh_seconds=options.board_refresh_seconds,
+            board_settle_seconds=options.board_settle_seconds,
             changes=ChangeCounter(self.changes),
         )
         self.http = timed_protocol(options.client_timeout)
@@ -141,7 +145,7 @@ def serve_workers(
     from cnnlab.quest.server import listening_socket
 
     check_workers(options.db_url, workers)
-    changes: Any = multiprocessing.get_context("spawn").Value("q", 0)
+    changes: Any = multiprocessing.get_context("spawn").Array("q", 2)
     config = WorkerConfig(options, changes, workers, log_level)
     sock = listening_socket(host, port)
     if on_listening is not None:
