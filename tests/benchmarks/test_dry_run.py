@@ -187,6 +187,21 @@ def check_ddp_cpu(result: dict, stdout: str) -> None:
         assert name in stdout
 
 
+def check_quest_secret(result: dict, stdout: str) -> None:
+    context = result["context"]
+    assert context["benchmark"] == "quest_secret" and context["dry_run"] is True
+    assert context["data"] == "digits" and context["test_images"] == 360
+    assert context["queries"] == 50 and context["cnn_epochs"] == 1
+    assert context["perturbation"]["max_rotation"] > 0 and context["git_commit"]
+    values = {(row["attack"], row["measure"]): row["value"] for row in result["results"]}
+    assert len(values) == 10
+    assert values[("exact lookup", "secret images found bit for bit")] == 0.0
+    assert values[("public labels", "accuracy on the secret set")] < 0.3  # chance is 0.1
+    assert all(0.0 <= value <= 1.0 for value in values.values())
+    for name in ("public labels", "1-NN over the public test images", "shift search", "CNN"):
+        assert name in stdout
+
+
 def check_detect_fps(result: dict, stdout: str) -> None:
     context = result["context"]
     for key in ("cnnlab_version", "git_commit", "torch_version", "python_version", "cpu"):
@@ -211,6 +226,7 @@ CHECKS: dict[str, tuple[str, Callable[[dict, str], None]]] = {
     "darknet_cpu.py": ("darknet_cpu.json", check_darknet_cpu),
     "detect_fps.py": ("detect_fps.json", check_detect_fps),
     "quest_load.py": ("quest_load.json", check_quest_load),
+    "quest_secret.py": ("quest_secret.json", check_quest_secret),
 }
 
 

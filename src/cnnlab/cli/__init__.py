@@ -31,6 +31,7 @@ from cnnlab.cli.infer import infer_command
 from cnnlab.cli.predict import evaluate_command, predict_command
 from cnnlab.cli.quest import quest_app, team_app
 from cnnlab.cli.quest_baselines import baselines_command
+from cnnlab.cli.quest_models import export_test_command
 from cnnlab.cli.quest_teams import (
     submissions_command,
     team_list_command,
@@ -66,6 +67,7 @@ bench_app.command("run")(bench_run_command)
 bench_app.command("infer")(infer_command)
 app.add_typer(bench_app, name="bench")
 quest_app.command("baselines")(baselines_command)
+quest_app.command("export-test")(export_test_command)
 quest_app.command("submissions")(submissions_command)
 team_app.command("list")(team_list_command)
 team_app.command("remove")(team_remove_command)

@@ -7,7 +7,9 @@ The server's modules (FastAPI, SQLAlchemy, uvicorn, httpx) are imported inside t
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -54,6 +56,11 @@ QUEST_FLAGS = {
     "close_at": "--close-at",
     "train_time": "--train-time",
     "data_dir": "--data-dir",
+    "max_model_mb": "--max-model-mb",
+    "max_model_seconds": "--max-model-seconds",
+    "max_model_memory_mb": "--max-model-memory-mb",
+    "model_threads": "--model-threads",
+    "submissions": "--submissions",
 }
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 SERVE_FLAGS = {
@@ -93,10 +100,39 @@ def shown_db(db: str) -> str:
         return db
 
 
+class Submissions(str, Enum):
+    model = "model"
+    csv = "csv"
+
+
 @quest_app.command("init")
 @user_errors(flags=QUEST_FLAGS)
 def init_command(
     data: Annotated[str, typer.Option("--data", help="Dataset whose test labels are hidden.")],
+    submissions: Annotated[
+        Submissions,
+        typer.Option(
+            "--submissions",
+            help="model: teams submit exported ONNX models, which the server runs on a secret "
+            "test set (the folder's test split, or the public test images perturbed under a "
+            "secret seed); csv: teams submit predictions, honest only for your own "
+            "--data folder:PATH (a public dataset's labels are public).",
+        ),
+    ] = Submissions.csv,
+    max_model_mb: Annotated[
+        float, typer.Option("--max-model-mb", help="Model quests: largest ONNX file, in MB.")
+    ] = 20.0,
+    max_model_seconds: Annotated[
+        float,
+        typer.Option("--max-model-seconds", help="Model quests: wall time of one model's run."),
+    ] = 120.0,
+    max_model_memory_mb: Annotated[
+        int,
+        typer.Option("--max-model-memory-mb", help="Model quests: memory of one model's run, MB."),
+    ] = 2000,
+    model_threads: Annotated[
+        int, typer.Option("--model-threads", help="Model quests: ONNX Runtime's threads.")
+    ] = 1,
     db: DbOption = DEFAULT_DB,
     seed: Annotated[int, typer.Option(help="Seed of the public/private split.")] = 0,
     daily_limit: Annotated[
@@ -124,15 +160,27 @@ def init_command(
         parse_close_at,
         utc_now,
     )
+    from cnnlab.quest.models import ModelLimits, require_onnxruntime
+    from cnnlab.quest.secret import PUBLIC, draw_test_set, settings_row
 
     # Everything that can be refused is, before the data loads; nothing is created until the
     # competition is whole (a SQLite file is built aside and moved into place).
     check_competition_numbers(seed=seed, daily_limit=daily_limit)
     check_close_at(parse_close_at(close_at), utc_now())
+    limits = None
+    if submissions is Submissions.model:
+        limits = ModelLimits(
+            max_model_mb=max_model_mb,
+            max_model_seconds=max_model_seconds,
+            max_model_memory_mb=max_model_memory_mb,
+            model_threads=model_threads,
+        )
+        require_onnxruntime()
     with database_errors(db):
         check_new_database(db)
     dataset = load_dataset(data, data_dir=data_dir)
-    labels = dataset.test_labels.numpy()
+    test_set = draw_test_set(dataset, submissions=submissions.value)
+    labels = test_set.labels.numpy()
     with database_errors(db):
         token = init_competition(
             db,
@@ -142,16 +190,47 @@ def init_command(
             seed=seed,
             daily_limit=daily_limit,
             close_at=close_at,
+            settings=settings_row(test_set, submissions.value, limits),
         )
-    result = {"db": db, "data": data, "test_count": int(labels.size), "organiser_token": token}
+    result = {
+        "db": db,
+        "data": data,
+        "test_count": int(labels.size),
+        "submissions": submissions.value,
+        "test_set": test_set.kind,
+        "labels_public": test_set.kind == PUBLIC,
+        "limits": limits.to_dict() if limits else None,
+        "organiser_token": token,
+    }
+    if test_set.kind == PUBLIC:
+        warnings.warn(
+            f"the test labels of {data} are public (they ship with the dataset): a CSV "
+            "of them scores 1.0, so CSV scores on this quest cannot be trusted. For an honest "
+            "board use --submissions model, or your own --data folder:PATH",
+            stacklevel=1,
+        )
     if json_output:
         print_json(result)
         return
-    out.print(
-        f"Competition on {data}: {labels.size:,} hidden test labels, split in halves.",
-        markup=False,
-    )
+    if submissions is Submissions.model:
+        out.print(
+            f"Competition on {data}, model submissions: the server runs each team's ONNX model "
+            f"on {labels.size:,} secret test images ({_secret_source(test_set)}), split in "
+            f"halves; {limits.describe()}.",
+            markup=False,
+        )
+    else:
+        out.print(
+            f"Competition on {data}: {labels.size:,} hidden test labels, split in halves.",
+            markup=False,
+        )
     out.print(f"Organiser token (shown only now; keep it secret): {token}")
+
+
+def _secret_source(test_set: Any) -> str:
+    if test_set.kind == "folder":
+        return "the folder's test split, which no team has seen"
+    return "the public test images perturbed under a secret seed"
 
 
 @quest_app.command("serve")
@@ -254,22 +333,52 @@ def reveal_command(db: DbOption = DEFAULT_DB, json_output: JsonOption = False) -
 @quest_app.command("submit")
 @user_errors(flags=QUEST_FLAGS | {"model": "--model", "code": "--code"})
 def submit_command(
-    csv_path: Annotated[
-        Path, typer.Argument(metavar="PREDICTIONS_CSV", help="The id,label file to submit.")
-    ],
     token: Annotated[
         str, typer.Option("--token", envvar="CNNLAB_QUEST_TOKEN", help="The team's token.")
     ],
-    model: Annotated[str, typer.Option("--model", help="What produced the predictions.")],
     train_time: Annotated[float, typer.Option("--train-time", help="Training time in seconds.")],
+    csv_path: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[PREDICTIONS_CSV|EXPORT_DIR]",
+            help="The id,label file to submit; or, in a model quest, the folder that `cnnlab "
+            "export RUN --format onnx` wrote.",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="What produced the predictions; or, without PREDICTIONS_CSV, the export "
+            "folder to submit in a model quest (described by its model.json).",
+        ),
+    ] = None,
     code: Annotated[str | None, typer.Option(help="A URL or commit of the code.")] = None,
     server: ServerOption = DEFAULT_SERVER,
     json_output: JsonOption = False,
 ) -> None:
-    """Submit predictions; prints the id, the public score and the submissions left today."""
-    from cnnlab.quest.client import submit
+    """Submit predictions, or an exported model that the server runs on its secret test set;
+    prints the id, the public score and the submissions left today."""
+    from cnnlab.quest.client import submit, submit_model
 
-    result = submit(server, token, csv_path, model=model, train_time=train_time, code=code)
+    export_dir, description = _what_to_submit(csv_path, model)
+    if export_dir is not None:
+        result = submit_model(
+            server, token, export_dir, model=description, train_time=train_time, code=code
+        )
+        if json_output:
+            print_json(result)
+            return
+        out.print(
+            f"Submission {result['id']} ({escape(result['model'])}): public score "
+            f"{result['public_score']:.5f} on the server's {result['images']:,} secret test "
+            f"images (half of them public); inference {result['inference_ms']:.3f} ms/image, "
+            f"model {result['model_bytes']:,} bytes (measured by the server); "
+            f"{result['submissions_left']} submissions left today"
+        )
+        return
+    result = submit(server, token, csv_path, model=description, train_time=train_time, code=code)
     if json_output:
         print_json(result)
         return
@@ -277,6 +386,29 @@ def submit_command(
         f"Submission {result['id']}: public score {result['public_score']:.5f}, "
         f"{result['submissions_left']} submissions left today"
     )
+
+
+def _what_to_submit(csv_path: Path | None, model: str | None) -> tuple[Path | None, str | None]:
+    """(an export folder to submit, or None for a CSV; the description)."""
+    if csv_path is not None and csv_path.is_dir():
+        return csv_path, model
+    if csv_path is not None:
+        if not model:
+            raise ValueError(
+                "--model is missing: say what produced the predictions, like --model "
+                "'lenet-like, 5 epochs'"
+            )
+        return None, model
+    if model is None:
+        raise ValueError(
+            "expected PREDICTIONS_CSV, or --model EXPORT_DIR to submit an exported model"
+        )
+    if not Path(model).is_dir():
+        raise ValueError(
+            f"--model without PREDICTIONS_CSV names the export folder to submit (cnnlab export "
+            f"RUN --format onnx --out DIR); {model!r} is no folder. Received: --model {model!r}"
+        )
+    return Path(model), None
 
 
 @quest_app.command("leaderboard")
@@ -300,7 +432,10 @@ def leaderboard_table(entries: list[dict[str, Any]]) -> WholeTable:
     revealed = bool(entries) and "private_score" in entries[0]
     title = "quest leaderboard (private scores)" if revealed else "quest leaderboard"
     table = WholeTable(title=title, title_justify="left")
-    for header in ("#", "team", "score", "model", "train time (s)", "submissions", "submitted"):
+    measured = any(entry.get("model_bytes") is not None for entry in entries)  # a model quest
+    server_columns = ("inference (ms/image)", "model size") if measured else ()
+    headers = ("#", "team", "score", "model", "train time (s)", *server_columns)
+    for header in (*headers, "submissions", "submitted"):
         prose = header in ("team", "model")  # names the teams chose: they may fold
         table.add_column(header, justify="left" if prose else "right", no_wrap=not prose)
     for entry in entries:
@@ -310,9 +445,21 @@ def leaderboard_table(entries: list[dict[str, Any]]) -> WholeTable:
             f"{entry['score']:.5f}",
             escape(printable(entry["model"])),
             f"{entry['train_time']:.1f}",
+            *(_measured(entry) if measured else ()),
             str(entry["submissions"]),
             entry["created_at"][:16].replace("T", " "),
         )
     if not entries:
         table.caption = "no submissions yet"
+    elif measured:
+        table.caption = "inference time and model size: measured by the server"
     return table
+
+
+def _measured(entry: dict[str, Any]) -> tuple[str, str]:
+    """The server's inference time and the model's size (blank for a CSV submission)."""
+    from cnnlab.runtime.formatting import format_si
+
+    if entry.get("model_bytes") is None:
+        return "", ""
+    return f"{entry['inference_ms']:.3f}", f"{format_si(entry['model_bytes'])}B"

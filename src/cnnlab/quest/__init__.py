@@ -10,7 +10,11 @@ server's dependencies):
 - ``cnnlab.quest.board``: recording submissions under the daily limit; leaderboard, history, log.
 - ``cnnlab.quest.page``: the HTML page with its inline SVG histogram.
 - ``cnnlab.quest.server``: ``create_app(db_url)``, the FastAPI app.
-- ``cnnlab.quest.client``: ``submit`` and ``leaderboard`` over HTTP (httpx).
+- ``cnnlab.quest.client``: ``submit``, ``submit_model`` and ``leaderboard`` over HTTP (httpx).
+- ``cnnlab.quest.secret``: the test set a quest scores on (a folder's, or public images perturbed
+  under a secret seed), the quest's settings, ``export_test_images``.
+- ``cnnlab.quest.models``: model submissions: ``ModelLimits``, ``run_model`` (ONNX Runtime in a
+  separate, capped process: ``model_worker``); ``model_routes``: ``POST /api/models``.
 - ``cnnlab.quest.fields``: team names (distinct ignoring case, width and look-alikes), text
   without control characters, training times.
 - ``cnnlab.quest.teams``: ``list_teams``, ``remove_team``, ``rotate_token``.

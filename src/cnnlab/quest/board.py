@@ -15,6 +15,7 @@ from cnnlab.quest.db import (
     Competition,
     as_utc,
     load_competition,
+    model_runs_table,
     submissions_table,
     teams_table,
     write_transaction,
@@ -58,8 +59,12 @@ def record_submission(
     train_time: float,
     code: str | None,
     now: datetime,
+    model_run: dict | None = None,
 ) -> Recorded:
     """Count today's submissions and insert this one in one transaction, so the limit is exact.
+
+    ``model_run``: what the server measured running a submitted model (``quest_model_runs``'s
+    columns but the id), stored with the submission.
 
     SQLite: the transaction starts with BEGIN IMMEDIATE, so writers run one at a time.
     PostgreSQL: ``SELECT ... FOR UPDATE`` on the team's row makes a team's submissions queue; the
@@ -67,20 +72,10 @@ def record_submission(
     """
     day = utc_day(now)
     with write_transaction(engine) as connection:
-        competition = load_competition(connection)
-        assert competition is not None, "the server checks the competition exists first"
-        if competition.is_revealed(now):
-            raise CompetitionClosed()
         connection.execute(
             select(teams_table.c.id).where(teams_table.c.id == team_id).with_for_update()
         ).one()
-        used = connection.execute(
-            select(func.count())
-            .select_from(submissions_table)
-            .where(submissions_table.c.team_id == team_id, submissions_table.c.day == day)
-        ).scalar_one()
-        if used >= competition.daily_limit:
-            raise DailyLimitReached(team_name, used, competition.daily_limit)
+        competition, used = check_quota(connection, team_id=team_id, team_name=team_name, now=now)
         new_id = connection.execute(
             insert(submissions_table).values(
                 team_id=team_id,
@@ -93,13 +88,43 @@ def record_submission(
                 private_score=scores.private,
             )
         ).inserted_primary_key[0]
+        if model_run is not None:
+            connection.execute(insert(model_runs_table).values(submission_id=new_id, **model_run))
     return Recorded(new_id, scores.public, competition.daily_limit - used - 1, now)
 
 
+def check_quota(
+    connection: Connection, *, team_id: int, team_name: str, now: datetime
+) -> tuple[Competition, int]:
+    """(the competition, the team's submissions today); ``CompetitionClosed`` or
+    ``DailyLimitReached`` when it may not submit. Read before a model runs, so that a team out
+    of submissions does not spend the server's time; checked again when the result is stored."""
+    competition = load_competition(connection)
+    assert competition is not None, "the server checks the competition exists first"
+    if competition.is_revealed(now):
+        raise CompetitionClosed()
+    used = connection.execute(
+        select(func.count())
+        .select_from(submissions_table)
+        .where(submissions_table.c.team_id == team_id, submissions_table.c.day == utc_day(now))
+    ).scalar_one()
+    if used >= competition.daily_limit:
+        raise DailyLimitReached(team_name, used, competition.daily_limit)
+    return competition, used
+
+
 def _shown(source: FromClause) -> Select:
-    """``source``'s rows (quest_submissions, or a subquery of it) with the team's name."""
-    return select(source, teams_table.c.name.label("team")).join(
-        teams_table, teams_table.c.id == source.c.team_id
+    """``source``'s rows (quest_submissions, or a subquery of it) with the team's name and what
+    the server measured of a submitted model."""
+    return (
+        select(
+            source,
+            teams_table.c.name.label("team"),
+            model_runs_table.c.inference_ms,
+            model_runs_table.c.model_bytes,
+        )
+        .join(teams_table, teams_table.c.id == source.c.team_id)
+        .outerjoin(model_runs_table, model_runs_table.c.submission_id == source.c.id)
     )
 
 
@@ -119,6 +144,8 @@ def _public_view(row, revealed: bool) -> dict:
         "train_time": row.train_time,
         "code": row.code,
         "public_score": row.public_score,
+        "inference_ms": row.inference_ms,  # measured by the server; None for a CSV
+        "model_bytes": row.model_bytes,
     }
     if revealed:
         entry["private_score"] = row.private_score

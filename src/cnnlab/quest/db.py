@@ -102,6 +102,40 @@ submissions_table = Table(
     sqlite_autoincrement=True,  # ids never reused: the board's cache key (board.board_version)
 )
 
+# How the quest scores (cnnlab.quest.secret): CSV predictions or models run by the server, and a
+# model quest's secret test images (their labels are quest_competition.labels). One row; a
+# database made before it has none and is a CSV quest.
+settings_table = Table(
+    "quest_settings",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("submissions", String(8), nullable=False),  # "csv" or "model"
+    Column("test_set", String(16), nullable=False),  # "public", "folder" or "perturbed"
+    Column("image_shape", String(40), nullable=False),  # "C,H,W"
+    Column("classes", Text, nullable=False),  # JSON list of class names
+    Column("images", LargeBinary),  # model quests: zlib(uint8 N*C*H*W), in test-id order
+    Column("recipe", Text),  # the perturbation's ranges (JSON; public), or NULL
+    Column("secret_seed", String(32)),  # the perturbation's seed (hex; never sent)
+    Column("limits", Text),  # model quests: cnnlab.quest.models.ModelLimits as JSON
+)
+
+# What the server measured when it ran a submitted model (cnnlab.quest.models).
+model_runs_table = Table(
+    "quest_model_runs",
+    metadata,
+    Column(
+        "submission_id",
+        Integer,
+        ForeignKey("quest_submissions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("model_bytes", Integer, nullable=False),
+    Column("model_sha256", String(64), nullable=False),
+    Column("inference_ms", Float, nullable=False),  # session.run time per image
+    Column("batch_size", Integer, nullable=False),
+    Column("threads", Integer, nullable=False),
+)
+
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
@@ -393,11 +427,13 @@ def init_competition(
     daily_limit: int = 5,
     close_at: datetime | str | None = None,
     now: datetime | None = None,
+    settings: dict | None = None,
 ) -> str:
     """Create the competition (hidden labels, public/private split); return the organiser token.
 
     The token is shown once: only its salted hash is stored. ``close_at`` must lie after
-    ``now`` (the creation time; default the wall clock, a fixed one in tests).
+    ``now`` (the creation time; default the wall clock, a fixed one in tests). ``settings``:
+    how the quest scores (``cnnlab.quest.secret.settings_row``); None makes a CSV quest.
     """
     answers = np.asarray(labels)
     if answers.ndim != 1 or answers.size < 2 or not np.issubdtype(answers.dtype, np.integer):
@@ -437,6 +473,8 @@ def init_competition(
                 revealed_at=None,
             )
         )
+        if settings is not None:  # cnnlab.quest.secret.settings_row
+            connection.execute(insert(settings_table).values(id=1, **settings))
         token, row = new_token("organiser", None, now)
         connection.execute(insert(tokens_table).values(**row))
     return token

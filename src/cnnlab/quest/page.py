@@ -9,6 +9,8 @@ from html import escape
 
 import numpy as np
 
+from cnnlab.runtime.formatting import format_si
+
 HISTOGRAM_BINS = 20
 _WIDTH, _HEIGHT, _MARGIN = 640, 240, 40
 
@@ -19,6 +21,7 @@ th, td { padding: 0.3em 0.6em; border-bottom: 1px solid #ddd; text-align: left; 
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 pre { background: #f6f6f6; padding: 1em; overflow-x: auto; }
 svg text { font-size: 11px; fill: #444; }
+p.warning { background: #fff3cd; border: 1px solid #e0b000; padding: 0.6em 0.8em; }
 """
 
 
@@ -41,8 +44,9 @@ def render_page(info: dict, board: list[dict], scores: list[float], log: list[st
 <h1>cnnlab quest: {data}</h1>
 <p>Leaderboard by {state}; {info["test_count"]:,} test images, {info["daily_limit"]} submissions
 per team per UTC day{close}.</p>
+{_scoring_paragraph(info)}
 <h2>Leaderboard</h2>
-{_board_table(board, info["revealed"])}
+{_board_table(board, info["revealed"], models=info.get("submissions") == "model")}
 <h2>All public scores</h2>
 {histogram_svg(scores)}
 <h2>Log</h2>
@@ -52,25 +56,57 @@ per team per UTC day{close}.</p>
 """
 
 
-def _board_table(board: list[dict], revealed: bool) -> str:
+def _scoring_paragraph(info: dict) -> str:
+    """How the scores come about: a model quest's secret set and limits, or the warning that a
+    CSV quest's labels are public."""
+    text = info.get("test_set_description")
+    if not text:
+        return ""
+    if info.get("labels_public"):
+        return f'<p class="warning" id="scoring"><strong>Warning:</strong> {escape(text)}</p>'
+    limits = info.get("limits")
+    rules = ""
+    if limits:
+        rules = (
+            f" Limits per model: {limits['max_model_mb']:g} MB, {limits['max_model_seconds']:g} s"
+            f" and {limits['max_model_memory_mb']:,} MB of memory, {limits['model_threads']}"
+            f" thread(s); inference time is the server's, per image in batches of"
+            f" {limits['batch_size']}."
+        )
+    return f'<p id="scoring">{escape(text + rules)}</p>'
+
+
+def _board_table(board: list[dict], revealed: bool, *, models: bool = False) -> str:
     if not board:
         return "<p>No submissions yet.</p>"
     extra = "<th>public</th>" if revealed else ""
+    measured = "<th>inference (ms/image)</th><th>model size</th>" if models else ""
     rows = []
     for entry in board:
         public = f'<td class="num">{entry["public_score"]:.5f}</td>' if revealed else ""
+        server = _measured_cells(entry) if models else ""
         code = _code_cell(entry.get("code"))
         rows.append(
             f'<tr><td class="num">{entry["rank"]}</td><td>{escape(entry["team"])}</td>'
             f'<td class="num">{entry["score"]:.5f}</td>{public}<td>{escape(entry["model"])}</td>'
-            f'<td class="num">{entry["train_time"]:.1f}</td>{code}'
+            f'<td class="num">{entry["train_time"]:.1f}</td>{server}{code}'
             f'<td class="num">{entry["submissions"]}</td>'
             f"<td>{escape(entry['created_at'][:16].replace('T', ' '))}</td></tr>"
         )
     return (
         '<table id="leaderboard"><thead><tr><th>#</th><th>team</th><th>score</th>'
-        f"{extra}<th>model</th><th>train time (s)</th><th>code</th><th>submissions</th>"
+        f"{extra}<th>model</th><th>train time (s)</th>{measured}<th>code</th><th>submissions</th>"
         "<th>submitted (UTC)</th></tr></thead><tbody>\n" + "\n".join(rows) + "\n</tbody></table>"
+    )
+
+
+def _measured_cells(entry: dict) -> str:
+    """The server's own measurements of a submitted model (empty for a CSV)."""
+    if entry.get("model_bytes") is None:
+        return "<td></td><td></td>"
+    return (
+        f'<td class="num">{entry["inference_ms"]:.3f}</td>'
+        f'<td class="num">{format_si(entry["model_bytes"])}B</td>'
     )
 
 

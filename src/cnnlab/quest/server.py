@@ -7,10 +7,13 @@ Routes:
     GET  /api/log            the lecture's log lines, text/plain (``?limit=N``)
     GET  /api/submissions    the calling team's own submissions (team token)
     POST /api/submissions    submit a CSV (team token; multipart: file, model, train_time, code)
+    POST /api/models         a model quest: submit an exported ONNX model (team token; multipart:
+                             file, manifest, train_time, model, code), run by the server on its
+                             secret test set (``model_routes``)
     POST /api/reveal         switch to private scores (organiser token)
 
 The hidden labels are read once into memory and never sent; private scores appear in answers
-only after the reveal (or the close time).
+only after the reveal (or the close time). A model quest's secret images likewise.
 """
 
 import asyncio
@@ -38,7 +41,10 @@ from cnnlab.quest.db import (
     load_answer_key,
     load_competition,
     make_db_engine,
+    metadata,
+    model_runs_table,
     reveal_in,
+    settings_table,
     utc_now,
     write_transaction,
 )
@@ -49,8 +55,10 @@ from cnnlab.quest.http_limits import (
     UPLOAD_TIMEOUT_S,
     server_config,
 )
+from cnnlab.quest.models import require_onnxruntime
 from cnnlab.quest.page import render_page
 from cnnlab.quest.scoring import SubmissionError, parse_submission, score
+from cnnlab.quest.secret import load_secret_images, load_settings
 from cnnlab.quest.tokens import Principal
 
 MAX_TEXT_LENGTH = 500
@@ -93,6 +101,14 @@ def create_app(
             engine.dispose()
             raise ValueError(f"{db_url} holds no competition; run `cnnlab quest init` first")
         labels, private = load_answer_key(connection)
+    with write_transaction(engine) as connection:  # databases made before model quests
+        metadata.create_all(connection, tables=[settings_table, model_runs_table])
+    with engine.connect() as connection:
+        settings = load_settings(connection, load_competition(connection))
+        secret_images = None  # a model quest's secret test images, kept like the labels
+        if settings.submissions == "model":
+            require_onnxruntime()
+            secret_images = load_secret_images(connection, settings)
 
     app = FastAPI(title="cnnlab quest", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine = engine
@@ -127,9 +143,14 @@ def create_app(
         state = load_competition(connection)
         return state, state.is_revealed(now())
 
+    def public_info(state: Competition) -> dict:
+        info = state.public_info(now()) | settings.public_info()
+        info["test_set_description"] = settings.describe(state.data_name, state.test_count)
+        return info
+
     def page_body(connection: Connection, state: Competition, revealed: bool) -> bytes:
         html = render_page(
-            state.public_info(now()),
+            public_info(state),
             board.leaderboard(connection, revealed),
             board.public_scores(connection),
             board.recent_log(connection, state, revealed, limit=50),
@@ -160,7 +181,7 @@ def create_app(
     def competition_info() -> dict:
         with engine.connect() as connection:
             state, _ = competition(connection)
-        return state.public_info(now())
+        return public_info(state)
 
     def board_changed() -> None:
         changes.bump()
@@ -191,6 +212,12 @@ def create_app(
 
     @app.post("/api/submissions", status_code=201)
     async def submit(request: Request, who: Annotated[Principal, Depends(team)]) -> JSONResponse:
+        if settings.submissions == "model":  # a CSV (of the public labels or any other) is no
+            raise HTTPException(  # submission here: the server runs the model itself
+                409,
+                "this quest scores models, not predictions: submit your exported ONNX model "
+                "(cnnlab quest submit --model EXPORT_DIR); this request did not use a submission",
+            )
         body = await read_limited_body(request, max_upload_bytes)
         fields = await parse_form(request, body)
         state = await run_in_threadpool(_load_state, engine)
@@ -229,6 +256,20 @@ def create_app(
             },
             status_code=201,
         )
+
+    from cnnlab.quest.model_routes import add_model_routes  # it imports this module
+
+    add_model_routes(
+        app,
+        engine=engine,
+        team=team,
+        settings=settings,
+        images=secret_images,
+        labels=labels,
+        private=private,
+        now=now,
+        board_changed=board_changed,
+    )
 
     @app.post("/api/reveal")
     def reveal(who: Annotated[Principal, Depends(organiser)]) -> dict:
