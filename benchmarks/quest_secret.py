@@ -243,6 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="folder for quest_secret.json")
     parser.add_argument("--dry-run", action="store_true", help="digits, tiny sizes, seconds")
     args = parser.parse_args(argv)
+    if args.dry_run and args.out and args.out.resolve().is_relative_to(RESULTS.resolve()):
+        parser.error(
+            "--dry-run never writes into the recorded results: give --out a folder outside "
+            f"benchmarks/results. Received: --out {args.out}"
+        )
     defaults = (
         {"data": "digits", "queries": 50, "max_shift_search": 1, "cnn_epochs": 1}
         if args.dry_run
