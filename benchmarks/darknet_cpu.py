@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from _dry_run import RESULTS, refuse_recorded_results  # benchmarks/ is on sys.path
 from cnnlab.darknet import build_network, load_weights, randomize_weights, save_weights
 from cnnlab.darknet.classify import letterbox_image, load_image_color
 from cnnlab.runtime.contention import CpuCounters, others_cpu_share
@@ -52,7 +53,6 @@ from cnnlab.runtime.context import software_context
 from cnnlab.runtime.devices import cpu_name
 from cnnlab.runtime.files import write_json
 
-RESULTS = Path(__file__).parent / "results"
 NAME = "darknet_cpu.json"
 DARKNET = Path("/usr/share/darknet")
 TARGETS = {"cnnlab_vs_opencv": 1.0, "cnnlab_vs_darknet": 5.0}  # wall-time speedups
@@ -99,11 +99,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--threads must be integers separated by commas. Received: {args.threads}")
     if args.threads[0] < 1:
         parser.error(f"--threads must be positive. Received: {args.threads}")
-    if args.dry_run and args.out and args.out.resolve().is_relative_to(RESULTS.resolve()):
-        parser.error(
-            "--dry-run never writes into the recorded results: give --out a folder outside "
-            "benchmarks/results. Received: --out " + str(args.out)
-        )
+    refuse_recorded_results(parser, args.dry_run, args.out)
     return args
 
 

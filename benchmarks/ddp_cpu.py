@@ -30,11 +30,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from _dry_run import RESULTS, refuse_recorded_results  # benchmarks/ is on sys.path
+
 # Idle OpenMP threads spin by default: on a shared machine two threads of one process then wait
 # for each other whenever another process holds a core (see infer_cpu.py). Passive waiting for
 # every run, inherited by the subprocesses and recorded in the JSON.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-RESULTS = Path(__file__).parent / "results"
 NAME = "ddp_cpu.json"
 MODEL = "lenet-like"
 DATA, OFFLINE_DATA = "fashion-mnist", "digits"
@@ -65,15 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", type=Path, default=None, help=f"folder for {NAME}")
     args = parser.parse_args(argv)
-    if (
-        args.dry_run
-        and args.out is not None
-        and args.out.resolve().is_relative_to(RESULTS.resolve())
-    ):
-        parser.error(
-            "--dry-run never writes into the recorded results: give --out a folder outside "
-            f"benchmarks/results. Received: --out {args.out}"
-        )
+    refuse_recorded_results(parser, args.dry_run, args.out)
     for name in ("steps", "repeats"):
         value = getattr(args, name)
         if value is not None and value < 1:

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from _dry_run import RESULTS, refuse_recorded_results  # benchmarks/ is on sys.path
 from cnnlab.darknet import randomize_weights
 from cnnlab.darknet.classify import letterbox_image, load_image_color
 from cnnlab.detect.detector import (
@@ -53,7 +54,6 @@ from cnnlab.runtime.context import software_context
 from cnnlab.runtime.devices import cpu_name
 from cnnlab.runtime.files import write_json
 
-RESULTS = Path(__file__).parent / "results"
 NAME = "detect_fps.json"
 PHOTOS = Path("/usr/share/darknet/data")
 PHOTO_NAMES = ("dog", "eagle", "giraffe", "horses", "kite", "person", "scream")
@@ -73,11 +73,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for flag in ("images", "repeats", "threads"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag} must be positive. Received: {getattr(args, flag)}")
-    if args.dry_run and args.out and args.out.resolve().is_relative_to(RESULTS.resolve()):
-        parser.error(
-            "--dry-run never writes into the recorded results: give --out a folder outside "
-            "benchmarks/results. Received: --out " + str(args.out)
-        )
+    refuse_recorded_results(parser, args.dry_run, args.out)
     return args
 
 

@@ -34,11 +34,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from _dry_run import RESULTS, refuse_recorded_results  # benchmarks/ is on sys.path
+
 # Idle OpenMP threads spin by default; on a shared 2-core machine PyTorch's two threads then wait
 # for each other whenever another process holds a core (darknet19 batch 1: 553 ms spinning,
 # 320 ms passive, measured side by side). Set before torch is imported; recorded in the JSON.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-RESULTS = Path(__file__).parent / "results"
 NAME = "infer_cpu.json"
 PACKAGES = {  # backend -> the modules it needs
     "onnxruntime": ("onnx", "onnxscript", "onnxruntime"),
@@ -54,15 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--budget", type=float, default=None, help="timed seconds per point")
     parser.add_argument("--out", type=Path, default=None, help=f"folder for {NAME}")
     args = parser.parse_args(argv)
-    if (
-        args.dry_run
-        and args.out is not None
-        and args.out.resolve().is_relative_to(RESULTS.resolve())
-    ):
-        parser.error(
-            "--dry-run never writes into the recorded results: give --out a folder outside "
-            f"benchmarks/results. Received: --out {args.out}"
-        )
+    refuse_recorded_results(parser, args.dry_run, args.out)
     if args.budget is not None and not args.budget > 0:
         parser.error(f"--budget must be > 0 seconds. Received: --budget {args.budget}")
     return args

@@ -61,8 +61,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from _dry_run import RESULTS, refuse_recorded_results  # benchmarks/ is on sys.path
+
 NUM_CLASSES = 10
-RESULTS = Path(__file__).parent / "results"
 UVICORN_SERVER = """
 import sys, uvicorn
 from cnnlab.quest.server import create_app
@@ -560,14 +561,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[LoadConfig, Path | None]:
         )
     if args.teams == 0 and args.submitters:
         parser.error("--teams must be >= 1 when --submitters > 0. Received: --teams 0")
-    if (
-        args.dry_run
-        and args.out is not None
-        and args.out.resolve().is_relative_to(RESULTS.resolve())
-    ):
-        parser.error(
-            f"--dry-run never writes into the recorded results. Received: --out {args.out}"
-        )
+    refuse_recorded_results(parser, args.dry_run, args.out)
     fields = {k: v for k, v in vars(args).items() if k != "out"}
     return LoadConfig(**fields), args.out
 

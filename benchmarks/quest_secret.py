@@ -42,12 +42,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import cnnlab
+from _dry_run import RESULTS, refuse_recorded_results  # benchmarks/ is on sys.path
 from cnnlab.quest.secret import Perturbation, draw_test_set, perturb
 from cnnlab.runtime.context import software_context
 from cnnlab.runtime.devices import cpu_name
 from cnnlab.runtime.files import write_json
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def nearest_labels(
@@ -243,11 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="folder for quest_secret.json")
     parser.add_argument("--dry-run", action="store_true", help="digits, tiny sizes, seconds")
     args = parser.parse_args(argv)
-    if args.dry_run and args.out and args.out.resolve().is_relative_to(RESULTS.resolve()):
-        parser.error(
-            "--dry-run never writes into the recorded results: give --out a folder outside "
-            f"benchmarks/results. Received: --out {args.out}"
-        )
+    refuse_recorded_results(parser, args.dry_run, args.out)
     defaults = (
         {"data": "digits", "queries": 50, "max_shift_search": 1, "cnn_epochs": 1}
         if args.dry_run

@@ -34,12 +34,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from _dry_run import RESULTS, refuse_recorded_results  # benchmarks/ is on sys.path
+
 SEED = 0
 LR = 1e-3
 DATA = "fashion-mnist"
 OFFLINE_DATA = "digits"  # bundled with scikit-learn: a dry run needs no download
 MODEL_SHAPE = (1, 32, 32)  # (C, H, W) the LeNet-like takes
-RESULTS = Path(__file__).parent / "results"
 REAL_RUN = {"epochs": 3, "batch_sizes": "32,128", "repeats": 1}
 DRY_RUN = {"epochs": 1, "batch_sizes": "32", "repeats": 1}
 DRY_RUN_STEPS = 8  # optimizer steps per run in a dry run
@@ -427,14 +428,7 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig | tuple[str, Compet
             "--batch-sizes must be positive integers separated by commas. "
             f"Received: {args.batch_sizes!r}"
         )
-    if (
-        args.dry_run
-        and args.out is not None
-        and args.out.resolve().is_relative_to(RESULTS.resolve())
-    ):
-        parser.error(
-            f"--dry-run never writes into the recorded results. Received: --out {args.out}"
-        )
+    refuse_recorded_results(parser, args.dry_run, args.out)
     return BenchConfig(
         epochs=args.epochs,
         batch_sizes=batch_sizes,
