@@ -42,7 +42,7 @@ from cnnlab.quest.models import (
 )
 from cnnlab.quest.scoring import score
 from cnnlab.quest.secret import QuestSettings
-from cnnlab.quest.server import _text_field, read_limited_body
+from cnnlab.quest.server import _text_field, board_refusals, read_limited_body
 from cnnlab.quest.tokens import Principal
 
 FORM_OVERHEAD_BYTES = 64_000  # multipart boundaries and the text fields
@@ -128,7 +128,7 @@ def add_model_routes(
         finally:
             scoring.discard(who.team_id)
         scores = score(run.predictions, labels, private)
-        try:
+        with board_refusals():
             recorded = await run_in_threadpool(
                 board.record_submission,
                 engine,
@@ -147,10 +147,6 @@ def add_model_routes(
                     "threads": run.threads,
                 },
             )
-        except board.DailyLimitReached as error:
-            raise HTTPException(429, str(error)) from None
-        except board.CompetitionClosed as error:
-            raise HTTPException(409, str(error)) from None
         board_changed()
         return JSONResponse(
             {
@@ -171,13 +167,8 @@ def add_model_routes(
 
 
 def _check_quota(engine: Engine, who: Principal, moment: datetime) -> None:
-    with engine.connect() as connection:
-        try:
-            board.check_quota(connection, team_id=who.team_id, team_name=who.team_name, now=moment)
-        except board.DailyLimitReached as error:
-            raise HTTPException(429, str(error)) from None
-        except board.CompetitionClosed as error:
-            raise HTTPException(409, str(error)) from None
+    with engine.connect() as connection, board_refusals():
+        board.check_quota(connection, team_id=who.team_id, team_name=who.team_name, now=moment)
 
 
 async def parse_model_form(request: Request, body: bytes) -> dict[str, Any]:

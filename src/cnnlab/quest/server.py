@@ -17,10 +17,11 @@ only after the reveal (or the close time). A model quest's secret images likewis
 """
 
 import asyncio
+import contextlib
 import errno
 import json
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Annotated
 
@@ -68,6 +69,17 @@ _PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'",
     "X-Content-Type-Options": "nosniff",
 }
+
+
+@contextlib.contextmanager
+def board_refusals() -> Iterator[None]:
+    """The board's refusals as HTTP errors: over the daily limit 429, after the close 409."""
+    try:
+        yield
+    except board.DailyLimitReached as error:
+        raise HTTPException(429, str(error)) from None
+    except board.CompetitionClosed as error:
+        raise HTTPException(409, str(error)) from None
 
 
 def create_app(
@@ -231,7 +243,7 @@ def create_app(
         except SubmissionError as error:
             raise HTTPException(422, f"file: {error}") from None
         scores = score(predictions, labels, private)
-        try:
+        with board_refusals():
             recorded = await run_in_threadpool(
                 board.record_submission,
                 engine,
@@ -241,10 +253,6 @@ def create_app(
                 now=now(),
                 **fields,
             )
-        except board.DailyLimitReached as error:
-            raise HTTPException(429, str(error)) from None
-        except board.CompetitionClosed as error:
-            raise HTTPException(409, str(error)) from None
         board_changed()
         return JSONResponse(
             {
