@@ -234,6 +234,7 @@ def test_slide_mode_reproduces_the_lectures_examples_cell_by_cell(page):
     page.select_option("#slide-example", "slide-2d")
     page.fill("#slide-stride", "2")
     page.dispatch_event("#slide-stride", "change")
+    expect(page.locator("#slide-at")).to_contain_text("of 3\u00d73")  # the new grid, then step
     page.click("#slide-next")
     expect(page.locator("#slide-at")).to_contain_text("of 3\u00d73")
     expect(result).to_have_text(str(5 * 56 - (0 + 113 + 139 + 54)))  # window at (0, 2), by hand

@@ -137,6 +137,9 @@ model_runs_table = Table(
 )
 
 
+POSTGRES_POOL_WAIT_S = 120.0  # as long as an upload may take (http_limits)
+
+
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -187,7 +190,15 @@ def make_db_engine(db_url: str, *, create: bool = False) -> Engine:
     backend = url.get_backend_name()
     if backend == "postgresql":
         try:
-            return create_engine(url.set(drivername="postgresql+psycopg"), pool_pre_ping=True)
+            # A team's submissions queue on its row lock while holding a pooled connection;
+            # requests beyond the pool wait for one. SQLAlchemy's default 30 s wait can end in
+            # a 500 under a loaded machine (50 concurrent submissions, two workers): wait as long
+            # as an upload may take instead, so a queue stays a queue.
+            return create_engine(
+                url.set(drivername="postgresql+psycopg"),
+                pool_pre_ping=True,
+                pool_timeout=POSTGRES_POOL_WAIT_S,
+            )
         except ImportError:
             raise ValueError(
                 "db_url names PostgreSQL, whose driver psycopg is not installed: expected "
