@@ -116,38 +116,40 @@ def test_boxes_equal_opencv(name, random_files):
 
 def darknet_lines(cfg: Path, weights: Path, thresh: float, folder: Path) -> list[str]:
     """`darknet detect`'s lines for dog.jpg. Debian's binary then opens a window and waits for
-    a key, so its output is read line by line (stdbuf) until it has saved predictions.jpg (after
+    a key, so its output (line-buffered by stdbuf) is read until it has saved predictions.jpg (after
     printing every box) and been quiet for 5 s: a loaded machine may pause between lines."""
     for link in ("cfg", "data"):  # it reads cfg/coco.data and data/coco.names from here
         (folder / link).symlink_to(DATA_DIR.parent / link)
     command = ["stdbuf", "-oL", DARKNET_BIN, "detect", str(cfg), str(weights), str(DOG)]
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     process = subprocess.Popen(
-        [*command, "-thresh", str(thresh)], cwd=folder, env=env, text=True,
+        [*command, "-thresh", str(thresh)], cwd=folder, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    lines: list[str] = []
+    # raw reads of the pipe: a buffered readline may pull several lines into Python's buffer,
+    # where select() no longer sees them
+    received, fd = b"", process.stdout.fileno()
     deadline, quiet_since = time.monotonic() + 300, None
     try:
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([process.stdout], [], [], 1.0)
+            ready, _, _ = select.select([fd], [], [], 1.0)
             if ready:
-                line = process.stdout.readline()
-                if not line:
+                chunk = os.read(fd, 65536)
+                if not chunk:
                     break
-                lines.append(line.rstrip("\n"))
+                received += chunk
                 quiet_since = time.monotonic()
             elif (
                 quiet_since
                 and time.monotonic() - quiet_since > 5
-                and "Predicted" in lines[0]
+                and b"Predicted" in received
                 and any(folder.glob("predictions.*"))  # saved after every box is printed
             ):
                 break
     finally:
         process.kill()
         process.wait()
-    return lines
+    return received.decode().splitlines()
 
 
 @pytest.mark.slow

@@ -224,7 +224,9 @@ class Coalesced {
 
 const predictions = new Coalesced(predictOnce);
 const activations = new Coalesced(activationsOnce);
-state.idle = () => !predictions.busy && !activations.busy; // nothing in flight: for tests
+let uploadsInFlight = 0;
+// nothing in flight (an upload, then the prediction it starts): for tests
+state.idle = () => uploadsInFlight === 0 && !predictions.busy && !activations.busy;
 
 function inputChanged(since) {
   if (state.pendingSince === null) state.pendingSince = since;
@@ -348,6 +350,7 @@ async function upload(file) {
     return;
   }
   const invert = $("invert").checked ? "true" : "false";
+  uploadsInFlight += 1;
   try {
     const result = await api(`/api/upload?name=${encodeURIComponent(file.name)}&invert=${invert}`, undefined, {
       method: "POST",
@@ -358,6 +361,8 @@ async function upload(file) {
     setImage(fromBase64(result.pixels), "");
   } catch (error) {
     showMessage(error.message);
+  } finally {
+    uploadsInFlight -= 1;
   }
 }
 
