@@ -24,8 +24,10 @@ import pytest
 import torch
 
 from cnnlab.darknet import build_network, randomize_weights, save_weights
-from cnnlab.darknet.classify import letterbox_image, load_image_color, read_names
+from cnnlab.darknet.classify import read_names
 from cnnlab.detect import Detector
+
+from .opencv_oracle import by_class_and_score, opencv_rows
 
 cv2 = pytest.importorskip("cv2", reason="opencv-python-headless is not installed (the dev extra)")
 if not hasattr(cv2, "dnn") or not hasattr(cv2.dnn, "readNetFromDarknet"):
@@ -63,40 +65,6 @@ def random_files(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     return files
 
 
-def opencv_rows(cfg: Path, weights: Path, thresh: float, nms: float) -> np.ndarray:
-    """OpenCV's detections of dog.jpg as rows x1, y1, x2, y2, score, class (image pixels)."""
-    net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
-    image = load_image_color(DOG)
-    _, height, width = image.shape
-    net.setInput(letterbox_image(image, 416, 416)[None])
-    found = np.concatenate(net.forward(net.getUnconnectedOutLayersNames()))
-    # each row: centre x, y, width, height (of the 416 x 416 input), objectness, class scores
-    # (objectness x probability) as OpenCV's region / yolo layers compute them
-    scores = np.where((found[:, 4:5] > thresh) & (found[:, 5:] > thresh), found[:, 5:], 0)
-    # letterbox by hand: 768 x 576 scaled to 416 x 312, 52 grey rows above
-    assert (width, height) == (768, 576)
-    new_w, new_h = 416, 312
-    x = (found[:, 0] - (416 - new_w) / 2 / 416) * 416 / new_w * width
-    y = (found[:, 1] - (416 - new_h) / 2 / 416) * 416 / new_h * height
-    w, h = found[:, 2] * 416 / new_w * width, found[:, 3] * 416 / new_h * height
-    rows = []
-    for cls in range(scores.shape[1]):
-        index = np.flatnonzero(scores[:, cls])
-        rects = [[x[i] - w[i] / 2, y[i] - h[i] / 2, w[i], h[i]] for i in index]
-        for k in np.asarray(cv2.dnn.NMSBoxes(rects, scores[index, cls].tolist(), thresh, nms)):
-            i = index[int(k)]
-            corners = [x[i] - w[i] / 2, y[i] - h[i] / 2, x[i] + w[i] / 2, y[i] + h[i] / 2]
-            rows.append([*corners, scores[i, cls], cls])
-    rows = np.array(rows, dtype=np.float64).reshape(-1, 6)
-    rows[:, [0, 2]] = rows[:, [0, 2]].clip(0, width)  # as cnnlab's (Darknet's print_cocos)
-    rows[:, [1, 3]] = rows[:, [1, 3]].clip(0, height)
-    return rows
-
-
-def by_class_and_score(rows: np.ndarray) -> np.ndarray:
-    return rows[np.lexsort((-rows[:, 4], rows[:, 5]))]
-
-
 @pytest.mark.slow
 @needs_darknet_files
 @pytest.mark.parametrize("name", CASES)
@@ -104,7 +72,7 @@ def test_boxes_equal_opencv(name, random_files):
     cfg, weights = random_files[name]
     _, thresh, _, nms = CASES[name]
     ours = Detector.from_darknet(cfg, weights, thresh=thresh, nms=nms).detect(DOG).rows.numpy()
-    theirs = opencv_rows(cfg, weights, thresh, nms)
+    theirs = opencv_rows(cfg, weights, DOG, thresh, nms, 416)
     assert len(ours) == len(theirs) > 5
     ours, theirs = by_class_and_score(ours.astype(np.float64)), by_class_and_score(theirs)
     np.testing.assert_array_equal(ours[:, 5], theirs[:, 5])

@@ -144,31 +144,48 @@ def export_command(
         str, typer.Argument(help="A run folder, a checkpoint file, or a zoo model name.")
     ],
     folder: Annotated[
-        Path, typer.Option("--out", help="The folder for model.cfg, model.weights, model.names.")
+        Path,
+        typer.Option(
+            "--out", help="The folder for model.cfg, model.weights, model.names (, model.data)."
+        ),
     ],
     seed: Annotated[int, typer.Option(help="Seed of a zoo model's initial weights.")] = 0,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Write a cnnlab model as Darknet's model.cfg + model.weights (+ model.names).
 
-    Works for chains of layers Darknet has (lenet-like, lenet5, mlp, alexnet, vgg*, darknet19)
-    and for imported Darknet models; resnet*, googlenet and lenet5-1998 are refused with the
-    reason. The files are read back and compared with the model (max logit difference).
+    Works for chains of layers Darknet has (lenet-like, lenet5, mlp, alexnet, vgg*, darknet19),
+    for imported Darknet models and for the zoo's detectors (yolo-scenes, yolov2-tiny,
+    yolov3-tiny; with model.data for `darknet detector test`); resnet*, googlenet and
+    lenet5-1998 are refused with the reason. A run trained on normalised input gets a first
+    1x1 convolution that normalises as the run did (Darknet feeds RGB in [0, 1]). The files are
+    read back and compared with the model (max logit or head map difference).
     """
     result = export_darknet(source, folder, seed=seed)
-    files = [result.cfg, result.weights] + ([result.names] if result.names else [])
+    files = [result.cfg, result.weights, result.names, result.data]
+    files = [file for file in files if file is not None]
     if json_output:
         print_json(
             {
                 "model": result.model,
                 "files": [str(f) for f in files],
                 "max_difference": result.max_difference,
+                "compared": result.compared,
+                "normalization_layer": result.normalized,
             }
         )
         return
     for file in files:
         out.print(f"Wrote {file}", markup=False)
+    if result.normalized:
+        out.print("Layer 0 normalises the input as the run did: (x - mean) / std", markup=False)
     out.print(
-        f"Read back: max logit difference to {result.model} {result.max_difference:.2e}",
+        f"Read back: max {result.compared} difference to {result.model} "
+        f"{result.max_difference:.2e}",
         markup=False,
     )
+    if result.data is not None:
+        out.print(
+            f"Try: darknet detector test {result.data} {result.cfg} {result.weights} IMAGE",
+            markup=False,
+        )

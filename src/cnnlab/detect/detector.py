@@ -204,31 +204,13 @@ def detect_files(
 def detector_from_checkpoint(path: str | os.PathLike[str], **settings) -> Detector:
     """The detector of a run folder or checkpoint whose model is a zoo detector (its name and
     arguments in the checkpoint, as classification runs hold theirs)."""
-    from cnnlab.models import create_model
-    from cnnlab.train.checkpoint import load_checkpoint
+    from cnnlab.darknet.convert import load_run_model
 
-    checkpoint = load_checkpoint(path, map_location="cpu")
-    file = Path(path)
-    try:
-        info, data = checkpoint["model"], checkpoint["data"]
-        name, kwargs = info["name"], dict(info["kwargs"])
-        classes = [str(c) for c in data["classes"]]
-        normalization = data.get("normalization") or {"mean": (0.0,), "std": (1.0,)}
-        mean, std = tuple(normalization["mean"]), tuple(normalization["std"])
-    except (KeyError, TypeError, ValueError) as error:
+    run = load_run_model(path)
+    if not isinstance(run.model, DarknetNet) or run.model.cnnlab.output != "detections":
         raise ValueError(
-            f"{file} is an incomplete cnnlab checkpoint: cannot read its model or data "
-            f"description ({type(error).__name__}: {error})"
-        ) from None
-    model = create_model(name, **kwargs)
-    if not isinstance(model, DarknetNet):
-        raise ValueError(
-            f"{file} holds model {name!r}, which is not a detector: expected a detection zoo "
-            "model (cnnlab models 'yolo*')"
+            f"{Path(path)} holds model {run.model.cnnlab.name!r}, which is not a detector: "
+            "expected a detection zoo model (cnnlab models 'yolo*')"
         )
-    try:
-        model.load_state_dict(checkpoint["state_dict"])
-    except (RuntimeError, KeyError) as error:
-        first = str(error).strip().splitlines()[0]
-        raise ValueError(f"{file}: its weights do not fit {name!r}: {first}") from None
-    return Detector(model.optimize_for_inference(), classes, mean=mean, std=std, **settings)
+    normalization = {} if run.mean is None else {"mean": run.mean, "std": run.std}
+    return Detector(run.model.optimize_for_inference(), run.classes, **normalization, **settings)
