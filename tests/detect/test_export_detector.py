@@ -14,6 +14,7 @@ per class); the test maps its boxes back from the letterbox by hand.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ from cnnlab.models.detectors import DarknetDetector
 from cnnlab.train.checkpoint import CHECKPOINT_NAME, RunState, save_checkpoint
 from cnnlab.train.config import TrainConfig
 
+from .darknet_binary import darknet_lines, needs_darknet_binary
 from .opencv_oracle import by_class_and_score, opencv_rows
 
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -190,6 +192,23 @@ def test_the_exported_files_detect_as_the_run(run, exported, scenes):
         ours, theirs = from_run.detect(image).rows.numpy(), from_files.detect(image).rows.numpy()
         assert len(ours) >= 5
         assert_same_boxes(ours, theirs.astype(np.float64), coordinates=1e-3)
+
+
+@pytest.mark.slow
+@needs_darknet_binary
+def test_debian_darknet_detector_test_prints_the_runs_lines(run, exported, scenes, tmp_path):
+    """`darknet detector test model.data model.cfg model.weights IMAGE` (Debian's binary, the
+    names from model.data) prints the lines `cnnlab detect RUN IMAGE` prints."""
+    image = scenes[1]
+    files = (exported.data, exported.cfg, exported.weights)
+    theirs = darknet_lines(["detector", "test", *files, image], THRESH, tmp_path)
+    assert theirs[0].startswith(f"{image}: Predicted in ")
+    detector = detector_from_checkpoint(run, thresh=THRESH, nms=NMS)
+    rows = detector.detect(image).rows.tolist()
+    ours = [f"{detector.names[int(cls)]}: {score * 100:.0f}%" for *_, score, cls in rows]
+    # Darknet prints in the order of its last sort; the lines themselves must be the same
+    assert len(ours) >= 20
+    assert Counter(theirs[1:]) == Counter(ours)
 
 
 def test_a_run_without_normalization_exports_the_models_own_cfg(tmp_path):

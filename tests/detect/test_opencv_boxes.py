@@ -11,11 +11,6 @@ input (cnnlab's letterbox_image, itself tested against Darknet's classifier).
 
 from __future__ import annotations
 
-import os
-import select
-import shutil
-import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -27,6 +22,7 @@ from cnnlab.darknet import build_network, randomize_weights, save_weights
 from cnnlab.darknet.classify import read_names
 from cnnlab.detect import Detector
 
+from .darknet_binary import darknet_lines, needs_darknet_binary
 from .opencv_oracle import by_class_and_score, opencv_rows
 
 cv2 = pytest.importorskip("cv2", reason="opencv-python-headless is not installed (the dev extra)")
@@ -42,13 +38,8 @@ CASES = {"yolov2-tiny": (0, 0.9, 22, 0.4), "yolov3-tiny": (1, 0.975, 11, 0.45)}
 NMS = 0.45
 CFG_DIR, DATA_DIR = Path("/usr/share/darknet/cfg"), Path("/usr/share/darknet/data")
 DOG = DATA_DIR / "dog.jpg"
-DARKNET_BIN = shutil.which("darknet")
 needs_darknet_files = pytest.mark.skipif(
     not DOG.is_file(), reason="Debian's darknet package is not installed (/usr/share/darknet)"
-)
-needs_darknet_binary = pytest.mark.skipif(
-    DARKNET_BIN is None or shutil.which("stdbuf") is None or not DOG.is_file(),
-    reason="Debian's darknet binary (and coreutils' stdbuf) are not installed",
 )
 
 
@@ -82,51 +73,13 @@ def test_boxes_equal_opencv(name, random_files):
     assert np.abs(ours[:, 4] - thresh).min() > 1e-4
 
 
-def darknet_lines(cfg: Path, weights: Path, thresh: float, folder: Path) -> list[str]:
-    """`darknet detect`'s lines for dog.jpg. Debian's binary then opens a window and waits for
-    a key, so its output (line-buffered by stdbuf) is read until it has saved predictions.jpg (after
-    printing every box) and been quiet for 5 s: a loaded machine may pause between lines."""
-    for link in ("cfg", "data"):  # it reads cfg/coco.data and data/coco.names from here
-        (folder / link).symlink_to(DATA_DIR.parent / link)
-    command = ["stdbuf", "-oL", DARKNET_BIN, "detect", str(cfg), str(weights), str(DOG)]
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
-    process = subprocess.Popen(
-        [*command, "-thresh", str(thresh)], cwd=folder, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    # raw reads of the pipe: a buffered readline may pull several lines into Python's buffer,
-    # where select() no longer sees them
-    received, fd = b"", process.stdout.fileno()
-    deadline, quiet_since = time.monotonic() + 300, None
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 1.0)
-            if ready:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    break
-                received += chunk
-                quiet_since = time.monotonic()
-            elif (
-                quiet_since
-                and time.monotonic() - quiet_since > 5
-                and b"Predicted" in received
-                and any(folder.glob("predictions.*"))  # saved after every box is printed
-            ):
-                break
-    finally:
-        process.kill()
-        process.wait()
-    return received.decode().splitlines()
-
-
 @pytest.mark.slow
 @needs_darknet_binary
 @pytest.mark.parametrize("name", CASES)
 def test_lines_equal_darknet_detect(name, random_files, tmp_path):
     cfg, weights = random_files[name]
     _, thresh, count, _ = CASES[name]
-    theirs = darknet_lines(cfg, weights, thresh, tmp_path)
+    theirs = darknet_lines(["detect", cfg, weights, DOG], thresh, tmp_path)
     assert theirs[0].startswith(f"{DOG}: Predicted in ")
     names = read_names(DATA_DIR / "coco.names")
     detector = Detector.from_darknet(cfg, weights, thresh=thresh, nms=NMS)
