@@ -265,6 +265,12 @@ def serve_command(
             "served by one.",
         ),
     ] = 1,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log", help="Log one line per request on stderr (off: it costs CPU)."
+        ),
+    ] = False,
 ) -> None:
     """Run the leaderboard server (FastAPI under uvicorn)."""
     from cnnlab.quest.http_limits import check_limits
@@ -282,7 +288,9 @@ def serve_command(
 
     if workers > 1:  # each worker builds its own app: this one only checked the database
         app.state.engine.dispose()
-        options = ServeOptions(db, max_upload_bytes, client_timeout, max_connections)
+        options = ServeOptions(
+            db, max_upload_bytes, client_timeout, max_connections, access_log=access_log
+        )
         serve_workers(options, workers=workers, host=host, port=port, on_listening=announce)
         return
 
@@ -293,6 +301,7 @@ def serve_command(
         on_listening=announce,
         client_timeout=client_timeout,
         max_connections=max_connections,
+        access_log=access_log,
     )
 
 

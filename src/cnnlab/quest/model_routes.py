@@ -21,10 +21,9 @@ from the annotation at run time, and ``team`` is a local name.)
 import asyncio
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
-import torch
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
@@ -45,6 +44,9 @@ from cnnlab.quest.secret import QuestSettings
 from cnnlab.quest.server import _text_field, board_refusals, read_limited_body
 from cnnlab.quest.tokens import Principal
 
+if TYPE_CHECKING:  # the secret images are a tensor; torch is imported by the model quest only
+    import torch
+
 FORM_OVERHEAD_BYTES = 64_000  # multipart boundaries and the text fields
 
 
@@ -54,7 +56,7 @@ def add_model_routes(
     engine: Engine,
     team: Callable[..., Principal],
     settings: QuestSettings,
-    images: torch.Tensor | None,
+    images: "torch.Tensor | None",
     labels: np.ndarray,
     private: np.ndarray,
     now: Callable[[], datetime],

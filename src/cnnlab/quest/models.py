@@ -33,14 +33,17 @@ import tempfile
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from cnnlab.data.device import InputAdapter, Normalization, preprocess
 from cnnlab.runtime.formatting import format_si
 from cnnlab.runtime.validate import check_int, check_number
+
+if TYPE_CHECKING:  # torch is imported by a model submission, not by the server's other routes
+    import torch
+
+    from cnnlab.data.device import Normalization
 
 WORKER = Path(__file__).with_name("model_worker.py")
 MB = 1_000_000
@@ -155,6 +158,8 @@ def read_submitted_manifest(
     data: bytes, *, image_shape: tuple[int, int, int], classes: tuple[str, ...]
 ) -> SubmittedModel:
     """Check an uploaded ``model.json`` against the quest's images and classes."""
+    from cnnlab.data.device import InputAdapter, Normalization
+
     if len(data) > MAX_MANIFEST_BYTES:
         raise ModelRefused(f"model.json is {len(data):,} bytes; at most {MAX_MANIFEST_BYTES:,}")
     try:
@@ -234,6 +239,8 @@ def run_model(
     num_classes: int,
 ) -> ModelRun:
     """Run ``model`` on ``images`` (uint8 (N, C, H, W), the secret set) under ``limits``."""
+    from cnnlab.data.device import InputAdapter, preprocess
+
     check_model_size(len(model), limits)
     adapter = InputAdapter(tuple(images.shape[1:]), submitted.model_shape)
     c, h, w = submitted.model_shape

@@ -31,11 +31,9 @@ import tempfile
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection
 
@@ -49,6 +47,9 @@ from cnnlab.quest.db import (
 )
 from cnnlab.quest.models import ModelLimits
 from cnnlab.runtime.validate import check_number
+
+if TYPE_CHECKING:  # torch is imported for a model quest's images, not by a CSV quest's server
+    import torch
 
 SUBMISSIONS = ("csv", "model")
 PUBLIC, FOLDER, PERTURBED = "public", "folder", "perturbed"
@@ -89,6 +90,9 @@ def perturb(
     One affine warp per image (bilinear; edge pixels repeated beyond the border, so nothing
     black slides in on colour images), then contrast about the image's mean, then noise.
     """
+    import torch
+    import torch.nn.functional as F
+
     generator = torch.Generator().manual_seed(seed)
     n, c, h, w = images.shape
     order = torch.randperm(n, generator=generator)
@@ -257,6 +261,8 @@ def load_settings(connection: Connection, competition: Competition) -> QuestSett
 
 def load_secret_images(connection: Connection, settings: QuestSettings) -> torch.Tensor:
     """A model quest's secret images, uint8 (N, C, H, W) in test-id order."""
+    import torch
+
     data = connection.execute(
         select(settings_table.c.images).where(settings_table.c.id == 1)
     ).scalar_one()

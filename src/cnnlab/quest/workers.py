@@ -48,8 +48,9 @@ from cnnlab.runtime.validate import check_int
 MAX_WORKERS = 64
 PARENT_CHECK_S = 0.5  # how often a worker looks whether its supervisor still runs
 # uvicorn kills a worker that does not answer its supervisor's ping within this time (5 s by
-# default), and a new worker answers only once its imports are done: `import cnnlab` imports
-# torch, 10 s of wall time on a loaded 2-core machine.
+# default), and a new worker answers only once its imports are done: about a second (a CSV
+# quest's server never imports torch; a model quest's loads it for the secret images), many
+# more on a loaded machine.
 WORKER_START_S = 120
 
 
@@ -64,6 +65,9 @@ class ServeOptions:
     board_refresh_seconds: float = 1.0
     # A submission shows on every worker within this time (the reveal at once): board_cache.
     board_settle_seconds: float = 0.25
+    # One log line per request: at hundreds of requests a second, a large share of a worker's
+    # CPU (uvicorn formats and writes each line in the event loop), so off unless asked for.
+    access_log: bool = False
 
     def __post_init__(self) -> None:
         check_limits(self.client_timeout, self.max_connections)
@@ -102,6 +106,7 @@ class WorkerConfig(uvicorn.Config):
             workers=workers,
             log_level=log_level,
             timeout_worker_healthcheck=WORKER_START_S,
+            access_log=options.access_log,
             **uvicorn_limits(options.client_timeout, options.max_connections),
         )
         self.options = options
