@@ -171,6 +171,16 @@ def uvicorn_thread(app, config=None):
         thread.join(timeout=20)
 
 
+def wait_until(condition, timeout: float = 120, interval: float = 0.05) -> bool:
+    """Whether ``condition()`` holds within ``timeout`` seconds (asked every ``interval``)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -194,7 +204,7 @@ def serve_subprocess(db_url: str, log_path: Path, *options: str, command: list[s
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120  # each worker of --workers N imports torch first
+        deadline = time.monotonic() + 120  # a loaded machine: the CLI imports torch first
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"the server exited: {log_path.read_text()[-2000:]}")
@@ -258,6 +268,7 @@ def kit():
         uvicorn_thread=uvicorn_thread,
         serve_subprocess=serve_subprocess,
         postgres_quest=postgres_quest,
+        wait_until=wait_until,
         quest_command=QUEST_COMMAND,
         workers_timeout=WORKERS_TIMEOUT_S,
         workers_connections=WORKERS_CONNECTIONS,

@@ -12,9 +12,10 @@ from sqlalchemy import select, text
 
 from cnnlab.quest import board
 from cnnlab.quest.board_cache import ChangeCounter, etag_matches
-from cnnlab.quest.db import make_db_engine, teams_table
+from cnnlab.quest.db import make_db_engine, reveal, teams_table
 from cnnlab.quest.scoring import Scores
 from cnnlab.quest.server import create_app
+from cnnlab.quest.teams import remove_team
 
 ROUTES = ["/api/leaderboard", "/"]
 
@@ -172,3 +173,30 @@ def test_the_query_plan_reads_the_submissions_once(quest):
 
 def plan_nodes(node: dict) -> list[dict]:
     return [node, *(child for sub in node.get("Plans", []) for child in plan_nodes(sub))]
+
+
+def test_changes_made_outside_the_server_reach_its_board_at_once_on_postgresql(db_url, kit):
+    """`cnnlab quest team remove` and `cnnlab quest reveal` write to the database, not through a
+    server: with an hour's refresh, only PostgreSQL's notifications (delivered in milliseconds)
+    can show them before the wait gives up."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("notifications are PostgreSQL's; SQLite's one worker polls (refresh time)")
+    quest = kit.make_quest(db_url)
+    tokens = {name: quest.team(name) for name in ("stays", "leaves")}
+    app = create_app(quest.db_url, board_refresh_seconds=3600)
+    with TestClient(app) as client:
+        assert repr(app.state.board_listener).endswith(", listening)")
+        csv = kit.to_csv(quest.predictions(public_correct=32, private_correct=64))
+        for token in tokens.values():
+            assert client.post("/api/submissions", **kit.submission(token, csv)).status_code == 201
+        assert {entry["team"] for entry in client.get("/api/leaderboard").json()} == set(tokens)
+        body = client.get("/")
+
+        remove_team(quest.db_url, "leaves", with_submissions=True)
+        assert kit.wait_until(lambda: len(client.get("/api/leaderboard").json()) == 1, 30)
+        reveal(quest.db_url)
+        assert kit.wait_until(
+            lambda: "private_score" in client.get("/api/leaderboard").json()[0], 30
+        )
+        answer = client.get("/", headers={"If-None-Match": body.headers["etag"]})
+        assert answer.status_code == 200 and "private scores (final)" in answer.text

@@ -113,15 +113,15 @@ def test_a_killed_server_keeps_every_acknowledged_submission(db_url, kit, tmp_pa
             thread.start()
         assert reached(40), log.read_text()[-2000:]
         if workers > 1:
-            first, _ = worker_pids(log, count=2)
+            first, _ = worker_pids(log, 2, kit)
             os.kill(first, signal.SIGKILL)
             assert reached(len(acknowledged) + 40), log.read_text()[-2000:]
-            survivors = [pid for pid in worker_pids(log, count=3) if pid != first]
+            survivors = [pid for pid in worker_pids(log, 3, kit) if pid != first]
         killing.set()
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
         if workers > 1:  # no orphan keeps the port: each stops once its supervisor is gone
-            assert wait_until(lambda: all(map(exited, survivors))), log.read_text()[-2000:]
+            assert kit.wait_until(lambda: all(map(exited, survivors))), log.read_text()[-2000:]
         for thread in threads:
             thread.join(timeout=60)
     assert process.returncode == -signal.SIGKILL
@@ -143,10 +143,10 @@ def test_a_killed_server_keeps_every_acknowledged_submission(db_url, kit, tmp_pa
         assert stored[submission_id] == pytest.approx((public, private)), submission_id
 
 
-def worker_pids(log: Path, count: int) -> list[int]:
+def worker_pids(log: Path, count: int, kit) -> list[int]:
     """The pids of the first ``count`` workers the log says started (waiting for them)."""
     pattern = re.compile(r"Started server process \[(\d+)\]")
-    assert wait_until(lambda: len(pattern.findall(log.read_text())) >= count), log.read_text()
+    assert kit.wait_until(lambda: len(pattern.findall(log.read_text())) >= count), log.read_text()
     return [int(pid) for pid in pattern.findall(log.read_text())[:count]]
 
 
@@ -156,12 +156,3 @@ def exited(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
         return True
-
-
-def wait_until(condition, timeout: float = 120) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True

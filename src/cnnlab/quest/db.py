@@ -43,6 +43,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError
 
 from cnnlab.quest import sqlite_files
+from cnnlab.quest.board_notify import notify_board
 from cnnlab.quest.fields import MAX_NAME_LENGTH, check_distinct_name, check_team_name
 from cnnlab.quest.tokens import DUMMY_SALT, Principal, new_token, verify_secret
 from cnnlab.runtime.validate import check_int
@@ -529,6 +530,7 @@ def reveal_in(connection: Connection, db_url: str = "the database") -> datetime:
     connection.execute(
         update(competition_table).where(competition_table.c.id == 1).values(revealed_at=now)
     )
+    notify_board(connection, urgent=True)  # servers on PostgreSQL: exact on their next request
     return now
 
 

@@ -21,7 +21,7 @@ import contextlib
 import errno
 import json
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import Annotated
 
@@ -35,6 +35,8 @@ from starlette.datastructures import UploadFile
 
 from cnnlab.quest import board
 from cnnlab.quest.board_cache import CachedBody, ChangeCounter, cached_response
+from cnnlab.quest.board_notify import START_S as LISTEN_START_S
+from cnnlab.quest.board_notify import BoardListener
 from cnnlab.quest.db import (
     Competition,
     authenticate,
@@ -122,7 +124,25 @@ def create_app(
             require_onnxruntime()
             secret_images = load_secret_images(connection, settings)
 
-    app = FastAPI(title="cnnlab quest", docs_url=None, redoc_url=None, openapi_url=None)
+    changes = changes or ChangeCounter()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # PostgreSQL: changes made outside the server (`quest reveal`) arrive as notifications.
+        listener = BoardListener(engine, changes) if engine.dialect.name == "postgresql" else None
+        if listener is not None:
+            listener.start()
+            await run_in_threadpool(listener.wait_listening, LISTEN_START_S)
+        app.state.board_listener = listener
+        try:
+            yield
+        finally:
+            if listener is not None:
+                await run_in_threadpool(listener.stop)
+
+    app = FastAPI(
+        title="cnnlab quest", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
     app.state.engine = engine
     bearer = HTTPBearer(auto_error=False)
 
@@ -174,7 +194,6 @@ def create_app(
         return json.dumps(entries, separators=(",", ":")).encode()
 
     # Both read routes are served from memory while current, with an ETag (``board_cache``).
-    changes = changes or ChangeCounter()
     cache = {
         "engine": engine,
         "now": now,
@@ -336,6 +355,7 @@ def serve(
     on_listening: Callable[[str], None] | None = None,
     client_timeout: float = REQUEST_TIMEOUT_S,
     max_connections: int = MAX_CONNECTIONS,
+    access_log: bool = False,
 ) -> None:
     """Run ``app`` under uvicorn on ``host:port`` until interrupted.
 
@@ -343,11 +363,16 @@ def serve(
     made earlier would be followed by an error when the port is taken. A client that does not
     send a whole request head within ``client_timeout`` seconds is dropped; beyond
     ``max_connections`` open connections, requests are answered 503 (``http_limits``).
+    ``access_log``: one line per request on stderr.
     """
     import uvicorn
 
     config = server_config(
-        app, client_timeout=client_timeout, max_connections=max_connections, log_level=log_level
+        app,
+        client_timeout=client_timeout,
+        max_connections=max_connections,
+        log_level=log_level,
+        access_log=access_log,
     )
     sock = listening_socket(host, port)
     if on_listening is not None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Connection, Row
 
+from cnnlab.quest.board_notify import notify_board
 from cnnlab.quest.db import (
     as_utc,
     lock_competition,
@@ -97,6 +98,7 @@ def remove_team(db_url: str, name: str, *, with_submissions: bool = False) -> Re
         delete_submissions(connection, team.id)
         connection.execute(delete(tokens_table).where(tokens_table.c.team_id == team.id))
         connection.execute(delete(teams_table).where(teams_table.c.id == team.id))
+        notify_board(connection, urgent=False)
     return RemovedTeam(team.name, count)
 
 
