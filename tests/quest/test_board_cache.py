@@ -1,6 +1,7 @@
 """The read routes' cached bodies and ETags, the change counter shared by workers, and the
 best-per-team query that builds the board in SQL."""
 
+import asyncio
 import json
 import multiprocessing
 from datetime import datetime, timedelta, timezone
@@ -11,8 +12,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
 from cnnlab.quest import board
-from cnnlab.quest.board_cache import ChangeCounter, etag_matches
-from cnnlab.quest.db import make_db_engine, reveal, teams_table
+from cnnlab.quest.board_cache import CachedBody, ChangeCounter, etag_matches
+from cnnlab.quest.db import make_db_engine, reveal, teams_table, utc_now
 from cnnlab.quest.scoring import Scores
 from cnnlab.quest.server import create_app
 from cnnlab.quest.teams import remove_team
@@ -200,3 +201,47 @@ def test_changes_made_outside_the_server_reach_its_board_at_once_on_postgresql(d
         )
         answer = client.get("/", headers={"If-None-Match": body.headers["etag"]})
         assert answer.status_code == 200 and "private scores (final)" in answer.text
+
+
+def test_a_body_being_read_is_rebuilt_ahead_of_its_readers(quest, kit):
+    """With a settle time, refresh_ahead rebuilds a body that is being read once the board has
+    changed: the reader after the settle time finds the new body in memory (fresh), instead of
+    waiting for the database (current)."""
+    builds = []
+
+    def build(connection, state, revealed) -> bytes:
+        builds.append(board.leaderboard(connection, revealed))
+        return json.dumps(builds[-1]).encode()
+
+    engine = make_db_engine(quest.db_url)
+    changes = ChangeCounter()
+    cached = CachedBody(
+        build,
+        engine=engine,
+        now=utc_now,
+        changes=changes,
+        refresh_seconds=3600,
+        settle_seconds=0.2,
+    )
+    assert cached.current().content == b"[]"
+    quest.team("ahead")
+    with engine.connect() as connection:
+        team_id = connection.execute(select(teams_table.c.id)).scalar_one()
+    record(engine, team_id, "ahead", 0.5, 0.25, utc_now())
+    changes.bump()
+    assert cached.fresh().content == b"[]"  # read within the settle time: the old body
+
+    async def run_ahead_until_rebuilt() -> bool:
+        task = asyncio.create_task(cached.refresh_ahead())
+        try:
+            for _ in range(3000):  # up to 30 s; a rebuild is due after 0.15 s
+                if len(builds) == 2:
+                    return True
+                await asyncio.sleep(0.01)
+            return False
+        finally:
+            task.cancel()
+
+    assert asyncio.run(run_ahead_until_rebuilt())
+    assert [entry["team"] for entry in json.loads(cached.fresh().content)] == ["ahead"]
+    engine.dispose()

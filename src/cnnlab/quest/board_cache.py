@@ -16,11 +16,19 @@ When is a body stale?
   the first request at or after it.
 - After a change made outside this server (``cnnlab quest reveal``, a second machine's server,
   removing a team), within ``refresh_seconds``: the board's key (newest id, count, competition
-  state) is read from the database again at most that often.
+  state) is read from the database again at most that often (on PostgreSQL such changes also
+  raise the counter at once: ``board_notify``).
+
+With a settle time, readers need not wait for those checks: ``refresh_ahead`` (a task in each
+worker) checks a body that is being read once it is three quarters of the bound old, and rebuilds
+it if the board changed, so that the next readers find it current in memory. The bounds stay
+what ``fresh`` enforces; only who pays for the check changes (a reader waited for it before).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import threading
 import time
@@ -34,6 +42,7 @@ from fastapi import Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from cnnlab.quest import board
 from cnnlab.quest.db import Competition, load_competition
@@ -88,6 +97,11 @@ class _Entry:
     closes: datetime | None  # the close time that will reveal this body, if any
 
 
+# refresh_ahead checks a body once it is this share of its bound old (the settle time, or the
+# refresh time if shorter), and looks six times in that span: readers find it current.
+REFRESH_AHEAD_AT = 0.75
+REFRESH_AHEAD_LOOKS = 6
+
 # Builds a body from the database: (connection, competition, revealed) -> bytes.
 BuildBody = Callable[[Connection, Competition, bool], bytes]
 
@@ -117,6 +131,7 @@ class CachedBody:
         self._refresh_seconds = refresh_seconds
         self._entry: _Entry | None = None
         self._rebuilding = threading.Lock()  # one reader rebuilds; the others take its result
+        self._served = False  # whether fresh() handed out the body since refresh_ahead looked
 
     def fresh(self) -> Body | None:
         """The body when it can be served without asking the database (no I/O), else None."""
@@ -131,6 +146,7 @@ class CachedBody:
             return None
         if entry.closes is not None and self._now() >= entry.closes:
             return None
+        self._served = True
         return entry.body
 
     def current(self) -> Body:
@@ -140,6 +156,26 @@ class CachedBody:
             entry = self._entry
             if entry is not None and entry.checked >= asked and self.fresh() is not None:
                 return entry.body  # another reader refreshed it while this one waited
+            return self._refresh()
+
+    async def refresh_ahead(self) -> None:
+        """Check the body against the database before its readers would have to, rebuilding it
+        if the board changed, for as long as it is being read (a task of the worker's event
+        loop; nothing to do without a settle time, when every change shows at once)."""
+        lead = REFRESH_AHEAD_AT * min(self._settle_seconds, self._refresh_seconds)
+        if lead <= 0:
+            return
+        while True:
+            await asyncio.sleep(lead / REFRESH_AHEAD_LOOKS)
+            entry = self._entry
+            if entry is None or not self._served or time.monotonic() - entry.checked < lead:
+                continue
+            self._served = False
+            with contextlib.suppress(SQLAlchemyError):  # a reader's own request reports it
+                await run_in_threadpool(self._refresh_now)
+
+    def _refresh_now(self) -> Body:
+        with self._rebuilding:
             return self._refresh()
 
     def _refresh(self) -> Body:

@@ -134,9 +134,13 @@ def create_app(
             listener.start()
             await run_in_threadpool(listener.wait_listening, LISTEN_START_S)
         app.state.board_listener = listener
+        # With a settle time, the cached bodies are checked ahead of their readers (board_cache).
+        ahead = [asyncio.create_task(body.refresh_ahead()) for body in (cached_page, cached_board)]
         try:
             yield
         finally:
+            for task in ahead:
+                task.cancel()
             if listener is not None:
                 await run_in_threadpool(listener.stop)
 
