@@ -7,13 +7,15 @@
     python benchmarks/quest_load.py --dry-run [--out DIR]
 
 The server runs in its own process on 127.0.0.1: ``--via cli`` (the default) runs it as users do,
-``python -m cnnlab quest serve --workers N`` (uvicorn, access log on); ``--via uvicorn`` runs
+``python -m cnnlab quest serve --workers N`` (uvicorn, access log off); ``--via uvicorn`` runs
 ``uvicorn.run(create_app(db))`` with the access log off. The database is a fresh SQLite file, or
 with ``--db postgresql+psycopg://...`` an empty PostgreSQL database. The competition has
 ``--labels`` synthetic labels and ``--teams`` teams with a daily limit high enough that the limit
 is not what is measured.
 
-Clients are asyncio tasks, each with its own ``httpx.AsyncClient``: ``--readers`` loop on
+Clients are asyncio tasks, each with its own keep-alive connection (a minimal HTTP/1.1 client
+on asyncio streams, ``Connection``: the generator runs on the server's cores, and httpx costs
+more CPU per request than the server's cached read): ``--readers`` loop on
 ``GET /api/leaderboard``, ``--submitters`` loop on ``POST /api/submissions`` (a full CSV each
 time, round-robin over the teams), ``--page-readers`` loop on ``GET /``. Each task waits for its
 answer before sending the next request, so at most readers + submitters + page readers requests
@@ -27,7 +29,9 @@ was due, not from when the client got round to sending it: queueing in the clien
 the server instead of hiding (a closed loop's clients wait, and send less, when the server
 slows). ``--saturation``: then each route alone under a closed loop (``--readers`` readers, or
 ``--submitters`` submitters), whose answers per second are that route's saturation rate. The
-machine's load average is recorded before and after each phase (the machine may be shared).
+machine's load average is recorded before and after each phase (the machine may be shared), and
+each phase's CPU seconds: the load generator's own, the server's (supervisor and workers) and
+the whole machine's (PostgreSQL and any other work included).
 
 Prints requests/s, p50/p99 latency per route and the statuses other than success (429, the
 intended daily-limit refusal, apart), and writes ``quest_load.json`` with the context (versions,
@@ -157,7 +161,7 @@ def start_server(
         command = [sys.executable, "-c", UVICORN_SERVER, db_url, str(port)]
     with log_path.open("wb") as log:  # the server holds its own descriptor
         process = subprocess.Popen(command, stdout=log, stderr=log)
-    deadline = time.monotonic() + 120  # each worker imports torch (cnnlab) before it answers
+    deadline = time.monotonic() + 120  # the CLI imports torch; a loaded machine is slower
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(
@@ -191,119 +195,240 @@ def load_average() -> list[float]:
     return [round(value, 2) for value in os.getloadavg()]
 
 
+def machine_busy_seconds() -> float | None:
+    """CPU seconds all processes of this machine spent busy so far (Linux /proc/stat), or None."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """The CPU seconds a phase cost: the load generator (this process), the server (its
+    supervisor and workers), and the whole machine (PostgreSQL and anything else running too)."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.start = self._read()
+
+    def _read(self) -> tuple[float, float | None, float | None, float]:
+        return (
+            time.process_time(),
+            process_cpu_seconds(self.server_pid),
+            machine_busy_seconds(),
+            time.perf_counter(),
+        )
+
+    def stop(self) -> dict[str, float | None]:
+        end = self._read()
+        spent = [
+            None if a is None or b is None else round(b - a, 2)
+            for a, b in zip(self.start, end, strict=True)
+        ]
+        return dict(zip(("generator", "server", "machine", "wall"), spent, strict=True))
+
+
 DRY_RUN_GRACE_SECONDS = 60.0
+REQUEST_TIMEOUT_S = 30.0
+BOUNDARY = "cnnlab-quest-load"
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection that sends prepared bytes and reads the answer.
+
+    The load generator shares the server's two cores: httpx spends ~1 ms of CPU per request in
+    its client machinery (more than the server spends answering a cached read), this a few tens
+    of microseconds. It reads what uvicorn sends: a Content-Length body, or a chunked one.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.reusable = True
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> Connection:
+        reader, writer = await asyncio.open_connection(host, port)
+        return cls(reader, writer)
+
+    async def request(self, message: bytes) -> int:
+        """Send ``message`` (a whole request), read the whole answer, return its status."""
+        self.writer.write(message)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        headers = head.lower()
+        if b"\r\nconnection: close" in headers:
+            self.reusable = False
+        length = headers.find(b"\r\ncontent-length:")
+        if length >= 0:
+            end = headers.index(b"\r\n", length + 2)
+            await self.reader.readexactly(int(headers[length + 17 : end]))
+        elif b"\r\ntransfer-encoding: chunked" in headers:
+            while size := int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                await self.reader.readexactly(size + 2)
+            await self.reader.readuntil(b"\r\n")  # the empty trailer
+        elif status not in (204, 304):
+            self.reusable = False  # the body runs to the connection's end
+            await self.reader.read()
+        return status
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class Client:
+    """Keep-alive connections to one server, at most ``connections`` open; a request takes an
+    idle one or opens one (waiting, when all are busy: the wait counts in its latency)."""
+
+    def __init__(self, base_url: str, connections: int) -> None:
+        host, port = base_url.removeprefix("http://").rsplit(":", 1)
+        self.host, self.port = host, int(port)
+        self.idle: list[Connection] = []
+        self.free = asyncio.Semaphore(connections)
+
+    async def send(self, message: bytes) -> int | str:
+        """The answer's status, or the name of the error that stopped the exchange."""
+        async with self.free:
+            connection = self.idle.pop() if self.idle else None
+            try:
+                async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                    connection = connection or await Connection.open(self.host, self.port)
+                    status = await connection.request(message)
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                    TimeoutError, ValueError) as error:  # fmt: skip
+                if connection is not None:
+                    connection.close()
+                return type(error).__name__
+            if connection.reusable:
+                self.idle.append(connection)
+            else:
+                connection.close()
+            return status
+
+    def close(self) -> None:
+        for connection in self.idle:
+            connection.close()
+        self.idle.clear()
+
+
+def get_request(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: quest\r\n\r\n".encode()
+
+
+def submission_requests(tokens: list[str], csvs: list[bytes]):
+    """A function that returns the next submission's request (round-robin over teams and
+    files): a multipart body built once per file, a head per team."""
+    bodies = [
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="model"\r\n\r\nlenet-like\r\n'
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="train_time"\r\n\r\n42.0\r\n'
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="predictions.csv"\r\nContent-Type: text/csv\r\n\r\n'
+        ).encode()
+        + csv
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+        for csv in csvs
+    ]
+    next_submission = iter(range(10**12))
+
+    def request() -> bytes:
+        n = next(next_submission)
+        body = bodies[n % len(bodies)]
+        head = (
+            f"POST /api/submissions HTTP/1.1\r\nHost: quest\r\n"
+            f"Authorization: Bearer {tokens[n % len(tokens)]}\r\n"
+            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode() + body
+
+    return request
+
+
+def route_requests(tokens: list[str], csvs: list[bytes]) -> dict:
+    """Each route's function returning its next request."""
+    board, page = get_request("/api/leaderboard"), get_request("/")
+    return {
+        "GET /api/leaderboard": lambda: board,
+        "POST /api/submissions": submission_requests(tokens, csvs),
+        "GET /": lambda: page,
+    }
 
 
 async def drive(
     config: LoadConfig, base_url: str, tokens: list[str], csvs: list[bytes]
 ) -> tuple[Samples, int]:
     """Run every client task until the deadline; the samples, and all requests answered.
-
-    Each task owns its ``httpx.AsyncClient`` (one keep-alive connection): a single client shared
-    by 60 tasks spends ~3 ms of CPU per request in its connection pool, more than the server
-    spends answering, on the same two cores.
-    """
+    Each task owns one keep-alive connection."""
     samples = Samples()
     answered = 0
     counted_from = time.perf_counter() + config.warmup
     stop_at = counted_from + config.seconds
-    submit = submission_sender(tokens, csvs)
+    requests = route_requests(tokens, csvs)
 
-    async def loop(route: str, send) -> None:
+    async def loop(route: str) -> None:
         nonlocal answered
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
-            # A dry run checks the script, not the speed: on a loaded machine a route may get no
-            # answer inside its short window, so it goes on (60 s at most) until it has one.
-            while time.perf_counter() < stop_at or (
-                config.dry_run
-                and not samples.latency[route]
-                and time.perf_counter() < stop_at + DRY_RUN_GRACE_SECONDS
-            ):
-                began = time.perf_counter()
-                try:
-                    status = (await send(client)).status_code
-                except httpx.HTTPError as error:
-                    status = type(error).__name__
-                ended = time.perf_counter()
-                answered += 1
-                if config.think:
-                    await asyncio.sleep(config.think)
-                if began >= counted_from and (ended <= stop_at or config.dry_run):
-                    samples.latency[route].append(ended - began)
-                    samples.status[route][status] += 1
+        client = Client(base_url, connections=1)
+        # A dry run checks the script, not the speed: on a loaded machine a route may get no
+        # answer inside its short window, so it goes on (60 s at most) until it has one.
+        while time.perf_counter() < stop_at or (
+            config.dry_run
+            and not samples.latency[route]
+            and time.perf_counter() < stop_at + DRY_RUN_GRACE_SECONDS
+        ):
+            began = time.perf_counter()
+            status = await client.send(requests[route]())
+            ended = time.perf_counter()
+            answered += 1
+            if config.think:
+                await asyncio.sleep(config.think)
+            if began >= counted_from and (ended <= stop_at or config.dry_run):
+                samples.latency[route].append(ended - began)
+                samples.status[route][status] += 1
+        client.close()
 
-    tasks = [
-        loop("GET /api/leaderboard", lambda client: client.get("/api/leaderboard"))
-        for _ in range(config.readers)
-    ]
-    tasks += [loop("POST /api/submissions", submit) for _ in range(config.submitters)]
-    tasks += [loop("GET /", lambda client: client.get("/")) for _ in range(config.page_readers)]
+    tasks = [loop("GET /api/leaderboard") for _ in range(config.readers)]
+    tasks += [loop("POST /api/submissions") for _ in range(config.submitters)]
+    tasks += [loop("GET /") for _ in range(config.page_readers)]
     await asyncio.gather(*tasks)
     return samples, answered
 
 
-OPEN_LOOP_CLIENTS = 32  # clients (8 connections each) that the open loop's requests take in turn
-
-
-def submission_sender(tokens: list[str], csvs: list[bytes]):
-    """A function that posts the next submission (round-robin over teams and files)."""
-    next_submission = iter(range(10**12))
-
-    def submit(client: httpx.AsyncClient):
-        n = next(next_submission)
-        return client.post(
-            "/api/submissions",
-            headers={"Authorization": f"Bearer {tokens[n % len(tokens)]}"},
-            files={"file": ("predictions.csv", csvs[n % len(csvs)], "text/csv")},
-            data={"model": "lenet-like", "train_time": "42.0"},
-        )
-
-    return submit
+OPEN_LOOP_CONNECTIONS = 512  # at most this many requests of the open loop in flight at once
 
 
 async def drive_open(
     config: LoadConfig, base_url: str, tokens: list[str], csvs: list[bytes]
 ) -> Samples:
     """Send each route's requests at fixed times (``1/rate`` apart) for ``open_seconds``; each
-    request's latency runs from the time it was due to its answer."""
+    request's latency runs from the time it was due to its answer, so that a request the
+    generator sent late, or that waited for a connection, counts its delay."""
     samples = Samples()
-    limits = httpx.Limits(max_connections=8, max_keepalive_connections=8)
-    clients = [
-        httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30)
-        for _ in range(OPEN_LOOP_CLIENTS)
-    ]
-    turn = iter(range(10**12))
+    client = Client(base_url, OPEN_LOOP_CONNECTIONS)
+    requests = route_requests(tokens, csvs)
 
-    async def one(route: str, send, due: float) -> None:
-        client = clients[next(turn) % len(clients)]
-        try:
-            status = (await send(client)).status_code
-        except httpx.HTTPError as error:
-            status = type(error).__name__
+    async def one(route: str, due: float) -> None:
+        status = await client.send(requests[route]())
         samples.latency[route].append(time.perf_counter() - due)
         samples.status[route][status] += 1
 
-    async def schedule(route: str, send, rate: float, start: float) -> None:
-        requests = []
+    async def schedule(route: str, rate: float, start: float) -> None:
+        sent = []
         for k in range(int(rate * config.open_seconds)):
             due = start + k / rate
             await asyncio.sleep(max(due - time.perf_counter(), 0))
-            requests.append(asyncio.create_task(one(route, send, due)))
-        await asyncio.gather(*requests)
+            sent.append(asyncio.create_task(one(route, due)))
+        await asyncio.gather(*sent)
 
     start = time.perf_counter() + 0.2
-    routes = [
-        ("GET /api/leaderboard", lambda client: client.get("/api/leaderboard"), config.read_rate),
-        ("POST /api/submissions", submission_sender(tokens, csvs), config.submit_rate),
-    ]
+    rates = {"GET /api/leaderboard": config.read_rate, "POST /api/submissions": config.submit_rate}
     try:
         await asyncio.gather(
-            *(schedule(route, send, rate, start) for route, send, rate in routes if rate > 0)
+            *(schedule(route, rate, start) for route, rate in rates.items() if rate > 0)
         )
     finally:
-        for client in clients:
-            await client.aclose()
+        client.close()
     return samples
 
 
@@ -355,7 +480,7 @@ def context(config: LoadConfig, db_url: str) -> dict:
         "platform": platform.platform(),
         "db": redact(db_url),
         "server": {
-            "cli": f"cnnlab quest serve --workers {config.workers} (uvicorn, access log on)",
+            "cli": f"cnnlab quest serve --workers {config.workers} (uvicorn, access log off)",
             "uvicorn": "uvicorn.run(create_app(db)), one worker, access log off",
         }[config.via]
         + "; same machine as the clients",
@@ -396,13 +521,11 @@ def run(config: LoadConfig, workdir: Path) -> dict:
     base_url = f"http://127.0.0.1:{port}"
     try:
         loads = {"closed_loop": [load_average()]}
-        cpu_before = process_cpu_seconds(server.pid)
-        client_before = time.process_time()
+        cpu = CpuMeter(server.pid)
         samples, answered = asyncio.run(drive(config, base_url, tokens, csvs))
-        client_cpu = time.process_time() - client_before
-        cpu_after = process_cpu_seconds(server.pid)
+        closed_cpu = cpu.stop()
         loads["closed_loop"].append(load_average())
-        phases = more_phases(config, base_url, tokens, csvs)
+        phases = more_phases(config, base_url, tokens, csvs, server.pid)
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -411,25 +534,30 @@ def run(config: LoadConfig, workdir: Path) -> dict:
     if problems:
         print(f"server log: {len(problems)} error lines, the first:", *problems[:5], sep="\n")
     routes = summarise(samples, config.seconds)
-    server_cpu = None if cpu_before is None else cpu_after - cpu_before
+    server_cpu = closed_cpu["server"]
     return {
         "context": context(config, db_url),
         "routes": routes,
         "load_average_before_after": loads["closed_loop"],
+        "cpu_seconds": closed_cpu,
         **phases,
+        "server_log_error_lines": len(problems),
         "server_cpu_seconds": server_cpu,
-        "client_cpu_seconds": client_cpu,
+        "client_cpu_seconds": closed_cpu["generator"],
         "requests_answered_including_warmup": answered,
         "server_cpu_ms_per_request": None if not answered or server_cpu is None else
         1e3 * server_cpu / answered,
     }  # fmt: skip
 
 
-def more_phases(config: LoadConfig, base_url: str, tokens: list[str], csvs: list[bytes]) -> dict:
+def more_phases(
+    config: LoadConfig, base_url: str, tokens: list[str], csvs: list[bytes], server_pid: int
+) -> dict:
     """The open loop at fixed rates, and each route's saturation rate, when asked for."""
     phases: dict = {}
     if config.read_rate > 0 or config.submit_rate > 0:
         before = load_average()
+        cpu = CpuMeter(server_pid)
         samples = asyncio.run(drive_open(config, base_url, tokens, csvs))
         phases["open_loop"] = {
             "rates_per_s": {
@@ -439,6 +567,7 @@ def more_phases(config: LoadConfig, base_url: str, tokens: list[str], csvs: list
             "seconds": config.open_seconds,
             "latency_from": "the time each request was due",
             "routes": summarise(samples, config.open_seconds),
+            "cpu_seconds": cpu.stop(),
             "load_average_before_after": [before, load_average()],
         }
     if config.saturation:
@@ -449,29 +578,41 @@ def more_phases(config: LoadConfig, base_url: str, tokens: list[str], csvs: list
         }
         for route, route_config in alone.items():
             before = load_average()
+            cpu = CpuMeter(server_pid)
             samples, _ = asyncio.run(drive(route_config, base_url, tokens, csvs))
             row = summarise(samples, config.seconds)[route]
             row["clients"] = route_config.readers or route_config.submitters
+            row["cpu_seconds"] = cpu.stop()
             row["load_average_before_after"] = [before, load_average()]
             phases["saturation"][route] = row
     return phases
 
 
+def print_cpu(cpu: dict[str, float | None]) -> None:
+    shown = ", ".join(f"{name} {value:.1f} s" for name, value in cpu.items() if value is not None)
+    print(f"CPU: {shown} (machine: every process, PostgreSQL and other work included)")
+
+
 def print_table(result: dict) -> None:
     print(f"closed loop, load average {result['load_average_before_after']}")
     print_routes(result["routes"])
+    print_cpu(result["cpu_seconds"])
     if "open_loop" in result:
         phase = result["open_loop"]
         rates = ", ".join(f"{route} {rate:g}/s" for route, rate in phase["rates_per_s"].items())
         print(f"open loop ({rates}; latency from the due time), load average "
               f"{phase['load_average_before_after']}")  # fmt: skip
         print_routes(phase["routes"])
+        print_cpu(phase["cpu_seconds"])
     if "saturation" in result:
         print("saturation: each route alone, closed loop")
         print_routes(result["saturation"])
+        for route, row in result["saturation"].items():
+            print(f"{route}: ", end="")
+            print_cpu(row["cpu_seconds"])
     if result["server_cpu_seconds"] is not None:
         print(
-            f"server CPU: {result['server_cpu_seconds']:.1f} s over "
+            f"closed loop: server CPU {result['server_cpu_seconds']:.1f} s over "
             f"{result['requests_answered_including_warmup']} requests (warmup included), "
             f"{result['server_cpu_ms_per_request']:.2f} ms per request; "
             f"load generator CPU: {result['client_cpu_seconds']:.1f} s"
