@@ -41,7 +41,7 @@ from PIL import Image
 
 from _dry_run import RESULTS, refuse_recorded_results  # benchmarks/ is on sys.path
 from cnnlab.darknet import randomize_weights
-from cnnlab.darknet.classify import letterbox_image, load_image_color
+from cnnlab.darknet.classify import letterbox_image, load_image_rgb8
 from cnnlab.detect.detector import (
     Detector,
     detect_files,
@@ -121,7 +121,7 @@ def quiet_heads(detector: Detector, image: Path) -> None:
     that on ``image`` the CANDIDATES anchors of highest objectness, and the CANDIDATES highest
     classes among them, have logits >= 3 (0.95) and the rest <= -3: as many boxes as a trained
     detector reports, not the thousands random heads give."""
-    rgb = to_channels(load_image_color(image), detector.channels)
+    rgb = to_channels(load_image_rgb8(image), detector.channels)
     height, width = detector.net_size
     raws = detector.raw_outputs(torch.from_numpy(letterbox_image(rgb, width, height))[None])
     objectness, classes = [], []

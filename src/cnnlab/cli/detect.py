@@ -58,8 +58,8 @@ def detect_command(
     inputs: Annotated[
         list[str],
         typer.Argument(
-            help="RUN_DIR IMAGE|FOLDER... (a run folder or checkpoint of a zoo detector) or "
-            "CFG WEIGHTS IMAGE|FOLDER... (Darknet's files).",
+            help="RUN_DIR IMAGE|FOLDER...|VIDEO (a run folder or checkpoint of a zoo detector) "
+            "or CFG WEIGHTS IMAGE|FOLDER...|VIDEO (Darknet's files).",
             show_default=False,
         ),
     ],
@@ -88,10 +88,20 @@ def detect_command(
     Prints "IMAGE: Predicted in S seconds." (the forward pass, wall clock) and one
     "name: 97%" line per box; writes OUT/NAME.png with the boxes drawn. Several images or a
     folder also give frames per second end to end (read, letterbox, forward, decode, NMS,
-    draw and write the PNG).
+    draw and write the PNG). A video file (.mp4, .avi, .mov, .mkv, ...; needs PyAV, the video
+    extra) is read frame by frame: "VIDEO frame N: Predicted in S seconds." and its lines for
+    each frame, the annotated video written as OUT/NAME.mp4 (H.264), and its FPS end to end
+    (read and decode the frame, letterbox, forward, decode, NMS, draw and encode).
     """
     from cnnlab.darknet.classify import read_names
-    from cnnlab.detect.detector import Detector, detect_files, detector_from_checkpoint
+    from cnnlab.detect.detector import (
+        Detector,
+        detect_frames,
+        detector_from_checkpoint,
+        image_frames,
+        png_writer,
+    )
+    from cnnlab.detect.video import VideoWriter, is_video, video_frames, video_rate
     from cnnlab.train.predict import image_files
 
     source, rest = Path(inputs[0]), inputs[1:]
@@ -107,7 +117,7 @@ def detect_command(
             f"expected a run folder, a checkpoint (.pt) or a Darknet .cfg first. Received: {source}"
         )
     if not rest:
-        raise ValueError("expected at least one image or folder after the model")
+        raise ValueError("expected at least one image, folder or video after the model")
     if names is not None:
         labels = read_names(names)
         if len(labels) < detector.classes:
@@ -116,25 +126,60 @@ def detect_command(
                 "classes: expected one name per line for each"
             )
         detector.names = labels
-    files = image_files(rest)
-    frames, written, start = [], None, time.perf_counter()
+    video = None
+    if any(is_video(path) for path in rest):
+        if len(rest) > 1:
+            raise ValueError(
+                f"a video is detected on its own: expected one video file, or images and "
+                f"folders. Received: {' '.join(rest)}"
+            )
+        video = Path(rest[0])
+        rate = video_rate(video)  # the file checks: present, a video FFmpeg reads
+        target = out_dir / f"{video.stem}.mp4"
+        if target.absolute() == video.absolute():
+            raise ValueError(
+                f"--out {out_dir} would write the annotated video over its input {video}: "
+                "expected another folder"
+            )
+        frames, write = (
+            video_frames(video),
+            VideoWriter(target, detector.names, detector.classes, rate),
+        )
+    else:
+        files = image_files(rest)
+        frames, write = image_frames(files), None
+    results, written, count, start = [], None, 0, time.perf_counter()
     with output_errors("--out", out_dir, given=out_dir != DEFAULT_OUT):
-        for index, result in enumerate(detect_files(detector, files, out_dir), start=1):
-            found, written = result.detections, result.png
-            if json_output:
-                frames.append(_frame(index, found, detector.names, result.png))
-                continue
-            out.print(f"{found.image}: Predicted in {found.seconds:f} seconds.", markup=False)
-            for row in found.rows.tolist():
-                label = detector.names[int(row[5])]
-                print(_format_row(row, label, ext_output))  # a real tab, as Darknet prints
+        if video is None:
+            write = png_writer(detector, out_dir)
+        try:
+            for count, result in enumerate(detect_frames(detector, frames, write), start=1):
+                found, written = result.detections, result.output
+                if json_output:
+                    png = None if video is not None else result.output
+                    results.append(_frame(count, found, detector.names, png))
+                    continue
+                where = found.image if video is None else f"{found.image} frame {count}"
+                out.print(f"{where}: Predicted in {found.seconds:f} seconds.", markup=False)
+                for row in found.rows.tolist():
+                    label = detector.names[int(row[5])]
+                    print(_format_row(row, label, ext_output))  # a real tab, as Darknet prints
+            if video is not None:
+                if count == 0:
+                    raise ValueError(f"{video} holds no video frames: expected at least one")
+                written = write.close()
+        finally:
+            if video is not None:
+                write.discard()
     elapsed = time.perf_counter() - start
     if json_output:
-        print_json(frames)
-    elif len(files) > 1:
+        print_json(results)
+    elif video is not None or count > 1:
+        what = "frame" if count == 1 else "frames" if video is not None else "images"
+        kept = f"video in {written}" if video is not None else f"PNGs in {out_dir}"
         out.print(
-            f"{len(files)} images in {elapsed:.2f} s: {len(files) / elapsed:.1f} FPS end to end "
-            f"(read, letterbox, forward, decode, NMS, draw); PNGs in {out_dir}",
+            f"{count} {what} in {elapsed:.2f} s: {count / elapsed:.1f} FPS end to end "
+            f"(read, letterbox, forward, decode, NMS, draw); {kept}",
             markup=False,
         )
     else:

@@ -21,9 +21,9 @@ from PIL import Image, UnidentifiedImageError
 from cnnlab.darknet.network import DarknetNet
 
 
-def load_image_color(path: str | os.PathLike[str]) -> np.ndarray:
-    """(3, H, W) float32 RGB in [0, 1]: a grey image is repeated, alpha is dropped, as Darknet's
-    OpenCV or stb loaders with 3 channels do."""
+def load_image_rgb8(path: str | os.PathLike[str]) -> np.ndarray:
+    """(H, W, 3) uint8 RGB: a grey image is repeated, alpha is dropped, as Darknet's OpenCV or
+    stb loaders with 3 channels do."""
     file = Path(path)
     if file.is_dir():
         raise FileNotFoundError(f"image must be an image file, not a folder: {file}")
@@ -31,11 +31,24 @@ def load_image_color(path: str | os.PathLike[str]) -> np.ndarray:
         raise FileNotFoundError(f"No such image: {file}")
     try:
         with Image.open(file) as image:
-            rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
     except (UnidentifiedImageError, OSError) as error:
         raise ValueError(f"{file} is not an image Pillow can read ({error})") from None
-    # data / 255. in C: double division, stored as float
-    return (rgb.transpose(2, 0, 1).astype(np.float64) / 255.0).astype(np.float32)
+
+
+def unit_float(rgb8: np.ndarray) -> np.ndarray:
+    """(H, W, C) uint8 -> (C, H, W) float32 in [0, 1], Darknet's values: its data / 255. in
+    double, stored as float, equals the float32 quotient for each of the 256 values (IEEE
+    division rounds correctly; tests/darknet check all 256). The array keeps the (H, W, C)
+    memory order: a PyTorch tensor of it is channels_last without a copy."""
+    pixels = rgb8.transpose(2, 0, 1).astype(np.float32)
+    pixels /= np.float32(255)
+    return pixels
+
+
+def load_image_color(path: str | os.PathLike[str]) -> np.ndarray:
+    """(3, H, W) float32 RGB in [0, 1] (``load_image_rgb8`` / 255)."""
+    return unit_float(load_image_rgb8(path))
 
 
 def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:

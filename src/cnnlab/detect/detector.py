@@ -12,14 +12,16 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
-from cnnlab.darknet.classify import letterbox_image, load_image_color
+from cnnlab.darknet.classify import letterbox_image, load_image_rgb8, unit_float
 from cnnlab.darknet.network import DarknetNet, build_network
 from cnnlab.darknet.weights import load_weights
 from cnnlab.detect.decode import (
@@ -28,7 +30,7 @@ from cnnlab.detect.decode import (
     head_detections,
     to_pixel_corners,
 )
-from cnnlab.detect.draw import draw_boxes, image_from_array, save_png
+from cnnlab.detect.draw import draw_boxes, save_png
 from cnnlab.detect.nms import do_nms_sort, score_rows
 from cnnlab.runtime.validate import check_number
 
@@ -52,15 +54,14 @@ class ImageDetections:
         return f"ImageDetections({self.image!r}, {width}x{height}, {len(self.rows)} boxes)"
 
 
-def to_channels(rgb: np.ndarray, channels: int) -> np.ndarray:
-    """An RGB (3, H, W) image in [0, 1] as the network's input channels: itself for 3, PIL's
-    grey (L = 0.299 R + 0.587 G + 0.114 B of the 8-bit values) for 1."""
+def to_channels(rgb8: np.ndarray, channels: int) -> np.ndarray:
+    """An (H, W, 3) uint8 RGB image as the network's input (C, H, W) float32 in [0, 1]: the
+    8-bit values / 255 for 3 channels, PIL's grey (L = 0.299 R + 0.587 G + 0.114 B) for 1."""
     if channels == 3:
-        return rgb
+        return unit_float(rgb8)
     if channels != 1:
         raise ValueError(f"cnnlab detects in 1- or 3-channel images, not {channels} channels")
-    grey = np.asarray(image_from_array(rgb).convert("L"))
-    return (grey[None].astype(np.float64) / 255.0).astype(np.float32)
+    return unit_float(np.asarray(Image.fromarray(rgb8).convert("L"))[:, :, None])
 
 
 class Detector:
@@ -163,42 +164,99 @@ class Detector:
         size = (int(image.shape[1]), int(image.shape[2]))
         return ImageDetections(name, size, self.postprocess(raws, [size])[0], seconds)
 
+    def detect_rgb8(self, pixels: np.ndarray, name: str = "<array>") -> ImageDetections:
+        """Detections in one (H, W, 3) uint8 RGB image (a decoded file or video frame)."""
+        if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
+            raise ValueError(
+                f"expected an RGB image of shape (H, W, 3) and dtype uint8, got "
+                f"{tuple(pixels.shape)} {pixels.dtype}"
+            )
+        return self.detect_array(to_channels(pixels, self.channels), name)
+
     def detect(self, path: str | os.PathLike[str]) -> ImageDetections:
         """Detections in one image file, as ``darknet detect`` finds them."""
-        return self.detect_array(to_channels(load_image_color(path), self.channels), str(path))
+        return self.detect_rgb8(load_image_rgb8(path), str(path))
 
 
 @dataclass(frozen=True)
-class FileDetections:
-    """One image file's detections, the PNG drawn (if any) and the end-to-end time: read,
+class FrameDetections:
+    """One image's or video frame's detections, the file its drawing went to (a PNG, the
+    video, or None) and its share of the end-to-end time: the seconds since the frame before
+    was done (the first: since the start), so that they add up to the wall time of read,
     letterbox, forward, decode, NMS, draw and write."""
 
     detections: ImageDetections
-    png: Path | None
+    output: Path | None
     total_seconds: float
+
+
+# draws a frame's boxes and writes it (a PNG, or the next frame of a video): the file
+FrameWriter = Callable[[str, np.ndarray, torch.Tensor], Path]
+
+
+def detect_frames(
+    detector: Detector,
+    frames: Iterable[tuple[str, np.ndarray]],
+    write: FrameWriter | None = None,
+) -> Iterator[FrameDetections]:
+    """Detect in each (name, (H, W, 3) uint8) frame in turn, as a pipeline of two threads:
+    this one runs the network, decodes and NMS (torch), a second one reads the next frame and
+    draws and writes the one before (Pillow's decoders, zlib and the video codec release the
+    GIL, so both cores work). Frames are read, written and yielded in order; a frame is
+    yielded once its drawing is written."""
+    iterator = iter(frames)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cnnlab-io") as io:
+        clock = time.perf_counter()
+        reading = io.submit(next, iterator, None)
+        pending: tuple[ImageDetections, Future | None] | None = None
+        while True:
+            frame = reading.result()
+            if frame is not None:
+                reading = io.submit(next, iterator, None)  # queued after the last write
+                name, pixels = frame
+                found = detector.detect_rgb8(pixels, name)
+                job = None if write is None else io.submit(write, name, pixels, found.rows)
+            if pending is not None:
+                done, done_job = pending
+                output = None if done_job is None else done_job.result()
+                now = time.perf_counter()
+                yield FrameDetections(done, output, now - clock)
+                clock = now
+            if frame is None:
+                return
+            pending = (found, job)
+
+
+def image_frames(paths: Iterable[Path]) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, (H, W, 3) uint8) of each image file, read when asked for."""
+    for path in paths:
+        yield str(path), load_image_rgb8(path)
+
+
+def png_writer(detector: Detector, out: Path) -> FrameWriter:
+    """Draw each image's boxes into ``out``/NAME.png (NAME-2.png, ... when two inputs share
+    a name)."""
+    out.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+
+    def write(name: str, pixels: np.ndarray, rows: torch.Tensor) -> Path:
+        stem, count = Path(name).stem, 1
+        while (unique := stem if count == 1 else f"{stem}-{count}") in used:
+            count += 1
+        used.add(unique)
+        drawn = draw_boxes(Image.fromarray(pixels), rows, detector.names, detector.classes)
+        return save_png(drawn, out / f"{unique}.png")
+
+    return write
 
 
 def detect_files(
     detector: Detector, paths: list[Path], out: Path | None = None
-) -> Iterator[FileDetections]:
-    """Detect in each file in turn; with ``out``, draw each image's boxes into ``out``/NAME.png
-    (NAME-2.png, ... when two inputs share a name)."""
-    used: set[str] = set()
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-    for path in paths:
-        start = time.perf_counter()
-        rgb = load_image_color(path)
-        found = detector.detect_array(to_channels(rgb, detector.channels), str(path))
-        png = None
-        if out is not None:
-            stem, count = path.stem, 1
-            while (name := stem if count == 1 else f"{stem}-{count}") in used:
-                count += 1
-            used.add(name)
-            drawn = draw_boxes(image_from_array(rgb), found.rows, detector.names, detector.classes)
-            png = save_png(drawn, out / f"{name}.png")
-        yield FileDetections(found, png, time.perf_counter() - start)
+) -> Iterator[FrameDetections]:
+    """Detect in each image file in turn; with ``out``, draw each image's boxes into
+    ``out``/NAME.png."""
+    write = None if out is None else png_writer(detector, out)
+    return detect_frames(detector, image_frames(paths), write)
 
 
 def detector_from_checkpoint(path: str | os.PathLike[str], **settings) -> Detector:
