@@ -152,9 +152,7 @@ def uvicorn_thread(app, config=None):
     another uvicorn config for it (host 127.0.0.1, port 0)."""
     import uvicorn
 
-    config = config or uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"
-    )
+    config = config or uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
 from cnnlab.quest import board
-from cnnlab.quest.board_cache import CachedBody, ChangeCounter, etag_matches
+from cnnlab.quest.board_cache import Body, CachedBody, ChangeCounter, etag_matches
 from cnnlab.quest.db import make_db_engine, reveal, teams_table, utc_now
 from cnnlab.quest.scoring import Scores
 from cnnlab.quest.server import create_app
@@ -231,17 +231,19 @@ def test_a_body_being_read_is_rebuilt_ahead_of_its_readers(quest, kit):
     changes.bump()
     assert cached.fresh().content == b"[]"  # read within the settle time: the old body
 
-    async def run_ahead_until_rebuilt() -> bool:
+    async def run_ahead_until_rebuilt() -> Body | None:
         task = asyncio.create_task(cached.refresh_ahead())
         try:
             for _ in range(3000):  # up to 30 s; a rebuild is due after 0.15 s
-                if len(builds) == 2:
-                    return True
+                body = cached.fresh()  # memory only: never the database
+                if body is not None and body.content != b"[]":
+                    return body
                 await asyncio.sleep(0.01)
-            return False
+            return None
         finally:
             task.cancel()
 
-    assert asyncio.run(run_ahead_until_rebuilt())
-    assert [entry["team"] for entry in json.loads(cached.fresh().content)] == ["ahead"]
+    body = asyncio.run(run_ahead_until_rebuilt())
+    assert body is not None and len(builds) == 2
+    assert [entry["team"] for entry in json.loads(body.content)] == ["ahead"]
     engine.dispose()

@@ -26,9 +26,7 @@ REQUEST = b"GET /api/competition HTTP/1.1\r\nHost: quest\r\n\r\n"
 @contextmanager
 def limited_server(app, kit, **limits):
     """``quest serve``'s server (``server_config``) in a thread; yields its port."""
-    config = server_config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", **limits
-    )
+    config = server_config(app, host="127.0.0.1", port=0, log_level="warning", **limits)
     with kit.uvicorn_thread(app, config) as url:
         yield int(url.rsplit(":", 1)[1])
 

@@ -422,7 +422,12 @@ def test_the_board_cache_is_bounded_by_its_refresh_time(quest, kit, clock):
         assert client.post("/api/submissions", **kit.submission(token, csv)).status_code == 201
         [entry] = client.get("/api/leaderboard").json()  # its own submission: at once
         assert entry["team"] == "here"
-        reveal(quest.db_url)  # another process: not before the refresh time
+        reveal(quest.db_url)  # another process: not before the refresh time on SQLite
+        if quest.db_url.startswith("postgresql"):  # whose notification arrives in milliseconds
+            assert kit.wait_until(
+                lambda: "private_score" in client.get("/api/leaderboard").json()[0], 30
+            )
+            return
         assert "private_score" not in client.get("/api/leaderboard").json()[0]
         answer = client.post(
             "/api/reveal", headers={"Authorization": f"Bearer {quest.organiser_token}"}

@@ -143,6 +143,7 @@ def create_app(
                 task.cancel()
             if listener is not None:
                 await run_in_threadpool(listener.stop)
+            engine.dispose()  # the pool's connections close now, not when the app is collected
 
     app = FastAPI(
         title="cnnlab quest", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
