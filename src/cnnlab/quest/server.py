@@ -29,7 +29,6 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 from starlette.datastructures import UploadFile
 
@@ -118,7 +117,10 @@ def create_app(
     with write_transaction(engine) as connection:  # databases made before model quests
         metadata.create_all(connection, tables=[settings_table, model_runs_table])
     with engine.connect() as connection:
-        settings = load_settings(connection, load_competition(connection))
+        # The test set's size and classes never change after `quest init` (only the reveal
+        # does): a submission is checked against these, without asking the database again.
+        started = load_competition(connection)
+        settings = load_settings(connection, started)
         secret_images = None  # a model quest's secret test images, kept like the labels
         if settings.submissions == "model":
             require_onnxruntime()
@@ -256,13 +258,12 @@ def create_app(
             )
         body = await read_limited_body(request, max_upload_bytes)
         fields = await parse_form(request, body)
-        state = await run_in_threadpool(_load_state, engine)
         try:
             predictions = await run_in_threadpool(
                 parse_submission,
                 fields.pop("data"),
-                test_count=state.test_count,
-                num_classes=state.num_classes,
+                test_count=started.test_count,
+                num_classes=started.num_classes,
             )
         except SubmissionError as error:
             raise HTTPException(422, f"file: {error}") from None
@@ -383,11 +384,6 @@ def serve(
     if on_listening is not None:
         on_listening(f"http://{host}:{port}")
     uvicorn.Server(config).run(sockets=[sock])
-
-
-def _load_state(engine: Engine) -> Competition:
-    with engine.connect() as connection:
-        return load_competition(connection)
 
 
 async def read_limited_body(
