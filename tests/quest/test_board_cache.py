@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from cnnlab.quest import board
 from cnnlab.quest.board_cache import Body, CachedBody, ChangeCounter, etag_matches
@@ -36,6 +36,23 @@ def test_a_read_route_answers_304_to_its_etag_until_the_board_changes(quest, kit
         assert changed.status_code == 200
         assert changed.headers["etag"] != etag
         assert "newcomer" in changed.text
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_current_body_is_served_without_a_database_statement(quest, route):
+    """While the board has not changed, a read (200, or 304 to its ETag) costs no SQL: only the
+    change counter and the clock are consulted."""
+    app = create_app(quest.db_url, board_refresh_seconds=3600)
+    statements = []
+    event.listen(app.state.engine, "before_cursor_execute", lambda *args: statements.append(1))
+    with TestClient(app) as client:
+        etag = client.get(route).headers["etag"]
+        statements.clear()
+        answers = [client.get(route, headers={"If-None-Match": etag}) for _ in range(20)]
+        answers += [client.get(route) for _ in range(20)]
+    assert {answer.status_code for answer in answers[:20]} == {304}
+    assert {answer.status_code for answer in answers[20:]} == {200}
+    assert statements == []
 
 
 @pytest.mark.parametrize(
