@@ -190,6 +190,22 @@ def process_cpu_seconds(pid: int) -> float | None:
     return own + sum(process_cpu_seconds(int(child)) or 0.0 for child in children)
 
 
+def postgres_cpu_seconds() -> float | None:
+    """CPU seconds of this machine's PostgreSQL processes (named ``postgres``), backends that
+    have exited included (their postmaster's reaped children), or None where /proc is absent."""
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    try:
+        stats = [path.read_text() for path in Path("/proc").glob("[0-9]*/stat")]
+    except OSError:
+        return None
+    for stat in stats:
+        name, _, rest = stat.partition("(")[2].rpartition(")")
+        if name == "postgres":
+            fields = rest.split()
+            total += sum(int(value) for value in fields[11:15]) / tick  # utime stime cutime cstime
+    return total
+
+
 def load_average() -> list[float]:
     """The 1, 5 and 15 minute load averages (the machine may be shared with other work)."""
     return [round(value, 2) for value in os.getloadavg()]
@@ -207,27 +223,33 @@ def machine_busy_seconds() -> float | None:
 
 class CpuMeter:
     """The CPU seconds a phase cost: the load generator (this process), the server (its
-    supervisor and workers), and the whole machine (PostgreSQL and anything else running too)."""
+    supervisor and workers), PostgreSQL's processes, and the whole machine (whatever else ran
+    too: ``other`` is the machine's less the three)."""
+
+    NAMES = ("generator", "server", "postgres", "machine", "wall")
 
     def __init__(self, server_pid: int) -> None:
         self.server_pid = server_pid
         self.start = self._read()
 
-    def _read(self) -> tuple[float, float | None, float | None, float]:
+    def _read(self) -> tuple[float | None, ...]:
         return (
             time.process_time(),
             process_cpu_seconds(self.server_pid),
+            postgres_cpu_seconds(),
             machine_busy_seconds(),
             time.perf_counter(),
         )
 
     def stop(self) -> dict[str, float | None]:
         end = self._read()
-        spent = [
-            None if a is None or b is None else round(b - a, 2)
-            for a, b in zip(self.start, end, strict=True)
-        ]
-        return dict(zip(("generator", "server", "machine", "wall"), spent, strict=True))
+        spent = {
+            name: None if a is None or b is None else round(b - a, 2)
+            for name, a, b in zip(self.NAMES, self.start, end, strict=True)
+        }
+        parts = [spent[name] for name in ("machine", "generator", "server", "postgres")]
+        spent["other"] = None if None in parts else round(parts[0] - sum(parts[1:]), 2)
+        return spent
 
 
 DRY_RUN_GRACE_SECONDS = 60.0
@@ -503,6 +525,7 @@ def context(config: LoadConfig, db_url: str) -> dict:
 def run(config: LoadConfig, workdir: Path) -> dict:
     from cnnlab.quest import db as quest_db
 
+    load_at_start = load_average()  # before this script adds its own load
     db_url = config.db or f"sqlite:///{workdir / 'quest.db'}"
     labels = np.random.default_rng(0).integers(0, NUM_CLASSES, config.labels)
     quest_db.init_competition(
@@ -537,6 +560,7 @@ def run(config: LoadConfig, workdir: Path) -> dict:
     server_cpu = closed_cpu["server"]
     return {
         "context": context(config, db_url),
+        "load_average_at_start": load_at_start,
         "routes": routes,
         "load_average_before_after": loads["closed_loop"],
         "cpu_seconds": closed_cpu,
@@ -590,10 +614,11 @@ def more_phases(
 
 def print_cpu(cpu: dict[str, float | None]) -> None:
     shown = ", ".join(f"{name} {value:.1f} s" for name, value in cpu.items() if value is not None)
-    print(f"CPU: {shown} (machine: every process, PostgreSQL and other work included)")
+    print(f"CPU seconds: {shown} (other: the machine's less the generator, server, PostgreSQL)")
 
 
 def print_table(result: dict) -> None:
+    print(f"load average when the script started: {result['load_average_at_start']}")
     print(f"closed loop, load average {result['load_average_before_after']}")
     print_routes(result["routes"])
     print_cpu(result["cpu_seconds"])
