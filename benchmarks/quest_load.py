@@ -254,6 +254,9 @@ class CpuMeter:
 
 DRY_RUN_GRACE_SECONDS = 60.0
 REQUEST_TIMEOUT_S = 30.0
+# uvicorn closes a connection idle for 5 s (its keep-alive timeout, ``http_limits``): the client
+# reuses one only within this time, as HTTP clients do (httpx: keepalive_expiry).
+IDLE_S = 4.0
 BOUNDARY = "cnnlab-quest-load"
 
 
@@ -268,6 +271,12 @@ class Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.reusable = True
+        self.idle_since = time.monotonic()
+
+    def usable(self) -> bool:
+        """Whether this idle connection may carry another request: the server has not closed
+        it, and will not for being idle."""
+        return not self.reader.at_eof() and time.monotonic() - self.idle_since < IDLE_S
 
     @classmethod
     async def open(cls, host: str, port: int) -> Connection:
@@ -277,7 +286,12 @@ class Connection:
     async def request(self, message: bytes) -> int:
         """Send ``message`` (a whole request), read the whole answer, return its status."""
         self.writer.write(message)
-        head = await self.reader.readuntil(b"\r\n\r\n")
+        try:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as error:
+            if not error.partial:  # closed by the server before it answered anything
+                raise ConnectionResetError("closed before an answer") from None
+            raise
         status = int(head[9:12])
         headers = head.lower()
         if b"\r\nconnection: close" in headers:
@@ -310,23 +324,40 @@ class Client:
         self.free = asyncio.Semaphore(connections)
 
     async def send(self, message: bytes) -> int | str:
-        """The answer's status, or the name of the error that stopped the exchange."""
+        """The answer's status, or the name of the error that stopped the exchange. A GET that a
+        reused connection lost before any answer (the server closed it meanwhile) is sent again
+        on a new one, once (RFC 9112 9.3.1: idempotent requests only)."""
         async with self.free:
-            connection = self.idle.pop() if self.idle else None
-            try:
-                async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                    connection = connection or await Connection.open(self.host, self.port)
-                    status = await connection.request(message)
-            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                    TimeoutError, ValueError) as error:  # fmt: skip
-                if connection is not None:
-                    connection.close()
-                return type(error).__name__
-            if connection.reusable:
-                self.idle.append(connection)
-            else:
-                connection.close()
+            reused = self._idle_connection()
+            status = await self._exchange(reused, message)
+            if reused is not None and status == "ConnectionResetError" and message[:4] == b"GET ":
+                status = await self._exchange(None, message)
             return status
+
+    def _idle_connection(self) -> Connection | None:
+        while self.idle:
+            connection = self.idle.pop()  # the most recently used
+            if connection.usable():
+                return connection
+            connection.close()
+        return None
+
+    async def _exchange(self, connection: Connection | None, message: bytes) -> int | str:
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                connection = connection or await Connection.open(self.host, self.port)
+                status = await connection.request(message)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                TimeoutError, ValueError) as error:  # fmt: skip
+            if connection is not None:
+                connection.close()
+            return type(error).__name__
+        if connection.reusable:
+            connection.idle_since = time.monotonic()
+            self.idle.append(connection)
+        else:
+            connection.close()
+        return status
 
     def close(self) -> None:
         for connection in self.idle:
