@@ -242,3 +242,14 @@ def test_runs_darknet_cannot_hold_are_refused(tmp_path):
         export_darknet(run, tmp_path / "out")
     result = runner.invoke(app, ["darknet", "export", str(run), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "lenet5-1998 cannot be exported to Darknet" in result.output
+
+
+def test_detect_refuses_a_run_that_is_not_a_detector(tmp_path):
+    run = save_run(
+        tmp_path / "lenet", create_model("lenet5-1998"), list("0123456789"), (0.1,), (0.3,)
+    )
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(image)
+    result = runner.invoke(app, ["detect", str(run), str(image)])
+    assert result.exit_code == 2
+    assert "holds model 'lenet5-1998', which is not a detector" in " ".join(result.output.split())
