@@ -27,24 +27,25 @@ def center_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), 0.0)
 
 
-def greedy_keep(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+def greedy_keep(overlaps: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Indices of the boxes greedy NMS keeps among those with a score above 0, best first (of
-    equal scores the earlier box first)."""
-    candidates = torch.nonzero(scores > 0).flatten()
-    if candidates.numel() == 0:
-        return candidates
-    order = candidates[torch.argsort(scores[candidates], descending=True, stable=True)]
-    overlaps = (center_iou(boxes[order], boxes[order]) > iou_threshold).cpu().numpy()
+    equal scores the earlier box first); ``overlaps``[i, j]: box i overlaps box j above the
+    threshold."""
+    order = np.flatnonzero(scores > 0)
+    order = order[np.argsort(-scores[order], kind="stable")]
+    overlaps = overlaps[np.ix_(order, order)]
     removed = np.zeros(len(order), dtype=bool)
     for i in range(len(order)):
         if not removed[i]:
             removed[i + 1 :] |= overlaps[i, i + 1 :]
-    return order[torch.from_numpy(~removed).to(order.device)]
+    return order[~removed]
 
 
 def do_nms_sort(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """Darknet's per-class NMS: boxes (M, 4) centre form, scores (M, C) with 0 for "not this
-    class"; returns the scores with every suppressed (box, class) set to 0."""
+    class"; returns the scores with every suppressed (box, class) set to 0. The overlaps of the
+    boxes with any score are computed once for all classes, and the walk down each class's
+    list runs in NumPy (a handful of boxes: PyTorch's per-call cost would dominate)."""
     if not 0 <= iou_threshold <= 1:
         raise ValueError(f"nms must be an IoU threshold in [0, 1]. Received: nms={iou_threshold}")
     if boxes.ndim != 2 or boxes.shape[-1] != 4 or scores.shape[0] != boxes.shape[0]:
@@ -53,9 +54,16 @@ def do_nms_sort(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float)
             f"{tuple(scores.shape)}"
         )
     kept = torch.zeros_like(scores)
-    for cls in torch.nonzero((scores > 0).any(dim=0)).flatten().tolist():
-        keep = greedy_keep(boxes, scores[:, cls], iou_threshold)
-        kept[keep, cls] = scores[keep, cls]
+    scored = torch.nonzero((scores > 0).any(dim=1)).flatten()  # boxes with any class left
+    if scored.numel() == 0:
+        return kept
+    overlaps = (center_iou(boxes[scored], boxes[scored]) > iou_threshold).cpu().numpy()
+    part = scores[scored].cpu().numpy()  # (K, C)
+    survivors = np.zeros_like(part)
+    for cls in np.flatnonzero((part > 0).any(axis=0)):
+        keep = greedy_keep(overlaps, part[:, cls])
+        survivors[keep, cls] = part[keep, cls]
+    kept[scored] = torch.from_numpy(survivors).to(kept.device)
     return kept
 
 
