@@ -8,6 +8,7 @@ board refresh is an hour (``workers_server``), so a worker that missed a change 
 
 import socket
 import subprocess
+import sys
 import time
 from contextlib import closing
 
@@ -140,3 +141,28 @@ def test_every_worker_shows_a_submission_hides_the_secret_then_reveals_exactly(w
         [probe] = [entry for entry in read.json() if entry["submission_id"] == submitted]
         assert probe["private_score"] == pytest.approx(0.7734375)
     assert all(kit.secret in read.text for read in fresh_reads(url, "/"))
+
+
+# Run by its path, as the `cnnlab` console script is: a worker that ran it again would leave a mark.
+SCRIPT = """
+import sys
+from pathlib import Path
+
+if __name__ != "__main__":  # multiprocessing's spawn ran this script again in a worker
+    Path(sys.argv[2]).write_text("run again")
+else:
+    from cnnlab.quest.workers import ServeOptions, serve_workers
+
+    serve_workers(ServeOptions(sys.argv[1]), workers=2, host="127.0.0.1", port=int(sys.argv[3]))
+"""
+
+
+def test_workers_do_not_run_a_main_script_again(tmp_path, kit):
+    """The `cnnlab` console script imports the whole CLI (torch too): its workers must not."""
+    script, mark = tmp_path / "serve.py", tmp_path / "mark"
+    script.write_text(SCRIPT)
+    with kit.postgres_quest() as quest:
+        command = [sys.executable, str(script), quest.db_url, str(mark)]  # then the port
+        with kit.serve_subprocess(quest.db_url, tmp_path / "log", command=command) as (_, url):
+            assert {read.status_code for read in fresh_reads(url, "/api/leaderboard")} == {200}
+    assert not mark.exists()

@@ -20,12 +20,15 @@ contention, not throughput.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.machinery
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.sharedctypes import SynchronizedArray
 from typing import Any
@@ -155,4 +158,27 @@ def serve_workers(
     sock = listening_socket(host, port)
     if on_listening is not None:
         on_listening(f"http://{host}:{port}")
-    Multiprocess(config, sockets=[sock]).run()
+    with _main_script_not_rerun():
+        Multiprocess(config, sockets=[sock]).run()
+
+
+@contextlib.contextmanager
+def _main_script_not_rerun() -> Iterator[None]:
+    """While the supervisor spawns workers, they do not run this process's main script again.
+
+    multiprocessing's spawn runs a main *script* (run by its path, as the ``cnnlab`` console
+    script is) again in every child, in case the pickled target needs it; a worker needs only
+    ``cnnlab.quest.workers``, and the ``cnnlab`` script imports the whole CLI, torch included:
+    ~200 MB more per worker and seconds more to start. A main module with a spec named
+    ``__main__`` is left alone (``multiprocessing.spawn._fixup_main_from_name``), as under
+    ``python -m cnnlab``, so the script's module is given such a spec meanwhile.
+    """
+    main = sys.modules["__main__"]
+    if getattr(main, "__spec__", None) is not None or not hasattr(main, "__file__"):
+        yield  # python -m ... or python -c ...: nothing is run again
+        return
+    main.__spec__ = importlib.machinery.ModuleSpec("__main__", None)
+    try:
+        yield
+    finally:
+        main.__spec__ = None
