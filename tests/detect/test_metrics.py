@@ -135,3 +135,30 @@ def test_boxes_reach_coco_as_x_y_width_height():
     )
     assert result.map_medium == pytest.approx(1.0)
     assert result.map_small is None and result.map_large is None
+
+
+def test_rows_beyond_cocoevals_max_detections_per_class_are_dropped_without_changing_it(
+    monkeypatch,
+):
+    """pycocotools scores the 100 best detections of each class in each image; coco_evaluate
+    drops the rest before building its index, and every number stays the same."""
+    from cnnlab.detect import metrics as module
+
+    generator = torch.Generator().manual_seed(5)
+    truth_boxes = torch.tensor([[10.0, 10, 40, 40], [50, 50, 90, 80], [5, 60, 30, 95]])
+    truth = [(truth_boxes.numpy(), np.array([0, 1, 1]))] * 2
+    predictions = []
+    for _ in range(2):
+        corner = torch.rand(400, 2, generator=generator) * 70
+        size = 10 + torch.rand(400, 2, generator=generator) * 30
+        score = torch.rand(400, 1, generator=generator).round(decimals=2)  # ties too
+        label = (torch.rand(400, 1, generator=generator) < 0.3).float()  # 0: 70%, 1: 30%
+        predictions.append(torch.cat([corner, corner + size, score, label], 1))
+    capped = coco_evaluate(predictions, truth, ["a", "b"])
+    assert capped.detections == 4 * 100  # 100 of each class in each image
+    monkeypatch.setattr(module, "MAX_DETECTIONS", 10**9)
+    full = coco_evaluate(predictions, truth, ["a", "b"])
+    assert full.detections == 800
+    assert (capped.map, capped.map50, capped.mar100) == (full.map, full.map50, full.mar100)
+    np.testing.assert_array_equal(capped.precision, full.precision)
+    assert capped.map50 > 0  # the random boxes do hit something

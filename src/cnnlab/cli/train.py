@@ -342,7 +342,7 @@ def print_result(result: TrainResult, plots: list[str]) -> None:
     # Steps first: a run stopped by --steps may end inside its first epoch.
     steps = f"{result.steps:,} step{'s' if result.steps != 1 else ''}"
     epochs = f"{result.epochs_run} epoch{'s' if result.epochs_run != 1 else ''}"
-    out.print(f"test accuracy {result.test_accuracy:.2%} after {steps} in {epochs}{best}")
+    out.print(f"{result.headline} after {steps} in {epochs}{best}")
     out.print(
         f"time: training {result.train_seconds:.2f} s ({result.images_per_second:,.0f} images/s), "
         f"evaluation {result.eval_seconds:.2f} s"

@@ -246,11 +246,6 @@ class DeviceBatches:
                 f"DeviceBatches: images must be uint8 (N, C, H, W). "
                 f"Received: {images.dtype} of shape {tuple(images.shape)}"
             )
-        if labels.shape != (images.shape[0],):
-            raise ValueError(
-                f"DeviceBatches: expected {images.shape[0]} labels, one per image. "
-                f"Received: labels of shape {tuple(labels.shape)}"
-            )
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"DeviceBatches: batch_size must be >= 1. Received: {batch_size!r}")
         if tuple(images.shape[1:]) != adapter.data_shape:
@@ -259,8 +254,8 @@ class DeviceBatches:
                 f"data_shape={adapter.data_shape}"
             )
         self.device = torch.device(device)
+        self.labels = self._device_labels(labels, images.shape[0])
         self.images = images.to(self.device)  # the one transfer: uint8, all of it
-        self.labels = labels.to(self.device, torch.int64)
         self.batch_size = batch_size
         self.normalization = normalization
         self.adapter = adapter
@@ -268,6 +263,21 @@ class DeviceBatches:
         self.shuffle = shuffle
         self.seed = seed
         self.drop_last = drop_last
+
+    def _device_labels(self, labels: torch.Tensor, count: int) -> torch.Tensor:
+        """``labels`` checked (one class id per image) and moved to the device."""
+        if labels.shape != (count,):
+            raise ValueError(
+                f"DeviceBatches: expected {count} labels, one per image. "
+                f"Received: labels of shape {tuple(labels.shape)}"
+            )
+        return labels.to(self.device, torch.int64)
+
+    def _augment(
+        self, images: torch.Tensor, labels: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch shifted and flipped; a class label stays as it is."""
+        return shift_and_flip(images, shifts, flips, self.augmentation.max_shift), labels
 
     def __len__(self) -> int:
         n = self.images.shape[0]
@@ -318,17 +328,14 @@ class DeviceBatches:
         offset = 0
         for step in steps:
             index = order[step * self.batch_size : (step + 1) * self.batch_size]
-            images = self.images[index]
+            images, labels = self.images[index], self.labels[index]
             if self.augmentation is not None:
                 n = index.shape[0]
-                images = shift_and_flip(
-                    images,
-                    all_shifts[offset : offset + n],
-                    all_flips[offset : offset + n],
-                    self.augmentation.max_shift,
+                images, labels = self._augment(
+                    images, labels, all_shifts[offset : offset + n], all_flips[offset : offset + n]
                 )
                 offset += n
-            yield preprocess(images, self.normalization, self.adapter), self.labels[index]
+            yield preprocess(images, self.normalization, self.adapter), labels
 
     def _batch_length(self, step: int) -> int:
         return min(self.batch_size, self.images.shape[0] - step * self.batch_size)

@@ -100,7 +100,8 @@ def yolo_loss(
     """The loss of raw ``[yolo]`` maps ``outputs`` (one per head) for ``targets``.
 
     ``targets`` holds per image a tensor (M, 5): class, x1, y1, x2, y2 in input pixels (M may
-    be 0: a scene without objects). ``input_size`` is the network's (height, width).
+    be 0: a scene without objects), or is one (N, M, 5) tensor whose padding rows have class -1.
+    ``input_size`` is the network's (height, width).
     """
     if len(outputs) != len(heads):
         raise ValueError(f"got {len(outputs)} output maps for {len(heads)} yolo heads")
@@ -194,7 +195,15 @@ def _decode(p: torch.Tensor, stride: torch.Tensor, anchors: torch.Tensor) -> tor
 
 
 def _padded_targets(targets: Sequence[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """Per-image (M_k, 5) targets as one (N, max M_k, 5) tensor; padding rows have class -1."""
+    """Per-image (M_k, 5) targets as one (N, max M_k, 5) tensor; padding rows have class -1.
+    A (N, M, 5) tensor already padded so (what the trainer's batches hold) is used as it is."""
+    if isinstance(targets, torch.Tensor) and targets.dim() == 3:
+        if targets.shape[2] != 5:
+            raise ValueError(
+                "padded targets must be (N, M, 5): class (-1 for padding), x1, y1, x2, y2. "
+                f"Received: shape {tuple(targets.shape)}"
+            )
+        return targets.to(device, torch.float32)
     most = max((int(t.shape[0]) for t in targets), default=0)
     out = torch.full((len(targets), max(most, 1), 5), -1.0, device=device)
     out[..., 1:] = 0.0
@@ -210,3 +219,26 @@ def _padded_targets(targets: Sequence[torch.Tensor], device: torch.device) -> to
     if math.isnan(float(out.sum())):
         raise ValueError("targets hold NaN")
     return out
+
+
+def yolo_heads(plan) -> list[YoloHead]:
+    """The ``[yolo]`` layers of a planned network (``cnnlab.darknet.network.NetworkPlan``) as
+    loss heads: all anchors, the mask, classes and ``ignore_thresh`` of each, in order."""
+    heads = []
+    for layer in plan.layers:
+        if layer.kind == "region":
+            raise ValueError(
+                f"{plan.cfg.source} has a [region] head (YOLOv2): cnnlab trains [yolo] heads "
+                "(YOLOv3's loss) only; expected a YOLOv3-style detector such as yolo-scenes "
+                "or yolov3-tiny"
+            )
+        if layer.kind != "yolo":
+            continue
+        settings = layer.settings
+        flat = [float(v) for v in settings["anchors"]]
+        anchors = tuple((flat[2 * n], flat[2 * n + 1]) for n in range(len(flat) // 2))
+        ignore = float(layer.section.get("ignore_thresh", 0.5))  # Darknet's default
+        heads.append(YoloHead(anchors, tuple(settings["mask"]), settings["classes"], ignore))
+    if not heads:
+        raise ValueError(f"{plan.cfg.source} has no [yolo] layer: expected a YOLOv3 detector")
+    return heads

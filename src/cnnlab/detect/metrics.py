@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -80,6 +79,9 @@ def _pycocotools() -> tuple[Any, Any]:
             f"COCO mAP needs pycocotools, which is not installed: {INSTALL_HINT}"
         ) from None
     return COCO, COCOeval
+
+
+MAX_DETECTIONS = 100  # COCOeval's largest maxDets: the detections per image and class it scores
 
 
 def coco_evaluate(
@@ -157,6 +159,9 @@ def _ground_truth(targets: Any) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def _rows(prediction: torch.Tensor | np.ndarray, index: int, classes: int) -> np.ndarray:
+    """The (K, 6) rows of one image, without those pycocotools would not look at: beyond the
+    ``MAX_DETECTIONS`` best of their class (its ``maxDets``, per image and category, in the
+    order of its stable sort by score); the others keep their order."""
     rows = prediction.detach().cpu().numpy() if isinstance(prediction, torch.Tensor) else prediction
     rows = np.asarray(rows, dtype=np.float64)
     if rows.ndim != 2 or rows.shape[1] != 6:
@@ -164,37 +169,59 @@ def _rows(prediction: torch.Tensor | np.ndarray, index: int, classes: int) -> np
             f"predictions[{index}] must be (K, 6): x1, y1, x2, y2, score, class. "
             f"Received: shape {rows.shape}"
         )
-    return rows
+    if len(rows) <= MAX_DETECTIONS:
+        return rows
+    order = np.argsort(-rows[:, 4], kind="mergesort")  # as COCOeval.evaluateImg sorts
+    ranked_classes = rows[order, 5]
+    rank = np.empty(len(rows), dtype=np.int64)
+    for label in np.unique(ranked_classes):
+        where = np.flatnonzero(ranked_classes == label)
+        rank[order[where]] = np.arange(len(where))
+    return rows[rank < MAX_DETECTIONS]
 
 
 def _annotations(
     per_image: list[tuple[np.ndarray, np.ndarray | None]], classes: int, *, scored: bool
 ) -> list[dict[str, Any]]:
     """COCO annotation dicts: ground truth (boxes, labels) or prediction rows (K, 6)."""
-    annotations = []
+    annotations: list[dict[str, Any]] = []
+    kind = "predictions" if scored else "targets"
     for index, (boxes, labels) in enumerate(per_image):
+        boxes = np.asarray(boxes, dtype=np.float64)
+        scores = None
         if scored:
             boxes, scores, labels = boxes[:, :4], boxes[:, 4], boxes[:, 5]
-        for k, (x1, y1, x2, y2) in enumerate(np.asarray(boxes, dtype=np.float64).tolist()):
-            label = int(labels[k])
-            if label != labels[k] or not 0 <= label < classes:
-                kind = "predictions" if scored else "targets"
-                raise ValueError(
-                    f"{kind}[{index}] row {k}: class {labels[k]} is not a class id 0..{classes - 1}"
-                )
-            if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
-                raise ValueError(f"image {index} row {k}: box {[x1, y1, x2, y2]} is not finite")
-            width, height = max(x2 - x1, 0.0), max(y2 - y1, 0.0)
+        labels = np.asarray(labels)
+        wrong = (labels != np.floor(labels)) | (labels < 0) | (labels >= classes)
+        if wrong.any():
+            k = int(np.flatnonzero(wrong)[0])
+            raise ValueError(
+                f"{kind}[{index}] row {k}: class {labels[k]} is not a class id 0..{classes - 1}"
+            )
+        infinite = ~np.isfinite(boxes).all(axis=1)
+        if infinite.any():
+            k = int(np.flatnonzero(infinite)[0])
+            raise ValueError(f"image {index} row {k}: box {boxes[k].tolist()} is not finite")
+        sizes = np.maximum(boxes[:, 2:] - boxes[:, :2], 0.0)
+        columns = zip(
+            boxes[:, :2].tolist(),
+            sizes.tolist(),
+            (sizes[:, 0] * sizes[:, 1]).tolist(),
+            labels.astype(np.int64).tolist(),
+            scores.tolist() if scored else [None] * len(boxes),
+            strict=True,
+        )
+        for (x1, y1), (width, height), area, label, score in columns:
             annotation = {
                 "id": len(annotations) + 1,
                 "image_id": index + 1,
                 "category_id": label + 1,
                 "bbox": [x1, y1, width, height],
-                "area": width * height,
+                "area": area,
                 "iscrowd": 0,
             }
             if scored:
-                annotation["score"] = float(scores[k])
+                annotation["score"] = score
             annotations.append(annotation)
     return annotations
 

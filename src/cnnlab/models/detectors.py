@@ -174,3 +174,7 @@ def yolo_scenes(num_classes: int = 10, in_channels: int = 3, size: int = 256) ->
     16-62 px."""
     cfg = tiny_yolov3_cfg(num_classes, in_channels, size, (16, 32, 64, 128, 256), SCENES_ANCHORS, 4)
     return DarknetDetector(cfg, "yolo-scenes")
+
+
+# The zoo's detectors: trained on boxes and scored by mAP (cnnlab.train.detection).
+DETECTOR_MODELS = ("yolov2-tiny", "yolov3-tiny", "yolo-scenes")

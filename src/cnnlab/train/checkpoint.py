@@ -209,6 +209,7 @@ class RunState:
     saved_at: tuple[int, int] = (0, 0)  # (epoch, step) of the checkpoint on disk
     resumed: bool = False  # this process continues a checkpoint
     ranks: Ranks = field(default_factory=Ranks)  # the processes training together (or one)
+    task: str = "classify"  # or "detect": a detector's boxes, YOLO loss and mAP
 
     def checkpoint(self) -> dict[str, Any]:
         """The checkpoint dict, keys in the order of CHECKPOINT_KEYS."""

@@ -30,6 +30,7 @@ from cnnlab.runtime.devices import synchronize
 from cnnlab.runtime.files import append_jsonl, atomic_write, write_jsonl
 from cnnlab.runtime.interrupt import StopRequest, sigint_requests_stop
 from cnnlab.runtime.threads import torch_threads
+from cnnlab.train import detection
 from cnnlab.train import report as reports
 from cnnlab.train.changes import RESCHEDULING, apply_changes, describe_changes, reschedule
 from cnnlab.train.checkpoint import (
@@ -45,6 +46,7 @@ from cnnlab.train.checkpoint import (
 )
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.data import as_dataset, data_fingerprint, split_validation
+from cnnlab.train.detection import is_detector
 from cnnlab.train.distributed import Ranks, join_process_group
 from cnnlab.train.evaluate import EvalResult, evaluate_model
 from cnnlab.train.recipes import build_optimizer, build_scheduler
@@ -130,8 +132,8 @@ def resume(
     if checkpoint["finished"] and not changed and stored_report:
         result = ranks.from_main(lambda: _stored_result(folder, checkpoint))
         log(
-            f"{folder} is already finished ({result.epochs_run} epochs, test accuracy "
-            f"{result.test_accuracy:.2%}); nothing to resume. Its report: {result.report}"
+            f"{folder} is already finished ({result.epochs_run} epochs, "
+            f"{result.headline}); nothing to resume. Its report: {result.report}"
         )
         return result
     for name in (CHECKPOINT_NAME, BEST_NAME, METRICS_NAME, REPORT_NAME):
@@ -209,6 +211,15 @@ def _build(
     ``dataset`` is data given in memory; None loads ``config.data`` by name.
     """
     device = ranks.device(config.device)
+    if is_detector(config.model):
+        if dataset is not None:
+            raise ValueError(
+                f"{config.model} is a detector: it trains on a detection folder "
+                f"(data={config.data!r}), not on a classification Dataset in memory"
+            )
+        return _build_detector(
+            config, run_dir, log, checkpoint=checkpoint, source=source, ranks=ranks
+        )
     in_memory = dataset is not None
     if dataset is None:
         dataset = load_dataset(config.data, data_dir=config.data_dir)
@@ -279,7 +290,52 @@ def _build(
         # part of the data each epoch) is harmless when there is more than one batch.
         drop_last=train_labels.shape[0] > config.batch_size,
     )
-    batches = ranks.batches(batches)  # this process's share of every batch
+    data_info = {
+        "name": config.data,
+        "shape": list(shape),
+        "normalization": {"mean": list(normalization.mean), "std": list(normalization.std)},
+        "classes": classes,
+        "adaptation": adapter.description,
+        "in_memory": in_memory,
+        "source": dataset.source,
+        "train_count": int(train_labels.shape[0]),
+        "fingerprint": fingerprint,
+    }
+    run = _run_state(
+        config,
+        run_dir,
+        model,
+        ranks.batches(batches),  # this process's share of every batch
+        data_info,
+        normalization=normalization,
+        adapter=adapter,
+        device=device,
+        ranks=ranks,
+        val=None if val is None else (val[0].to(device), val[1].to(device)),
+        test=(dataset.test_images.to(device), dataset.test_labels.to(device)),
+    )
+    if checkpoint is not None:
+        run.restore(checkpoint, source)
+    return run
+
+
+def _run_state(
+    config: TrainConfig,
+    run_dir: Path,
+    model: nn.Module,
+    batches: Any,
+    data_info: dict[str, Any],
+    *,
+    normalization: Normalization,
+    adapter: InputAdapter,
+    device: torch.device,
+    ranks: Ranks,
+    val: Any,
+    test: Any,
+    task: str = "classify",
+    loss_fn: Any = None,
+) -> RunState:
+    """The run of ``model`` on ``batches``: the step plan, optimizer, schedule and train step."""
     total_steps = config.epochs * len(batches)
     if config.steps is not None:
         total_steps = min(total_steps, config.steps)
@@ -295,8 +351,9 @@ def _build(
         precision=config.precision,
         label_smoothing=config.label_smoothing,
         grad_clip=config.grad_clip,
+        loss_fn=loss_fn,
     )
-    run = RunState(
+    return RunState(
         config=config,
         run_dir=run_dir,
         device=device,
@@ -308,22 +365,93 @@ def _build(
         batches=batches,
         normalization=normalization,
         adapter=adapter,
-        data_info={
-            "name": config.data,
-            "shape": list(shape),
-            "normalization": {"mean": list(normalization.mean), "std": list(normalization.std)},
-            "classes": classes,
-            "adaptation": adapter.description,
-            "in_memory": in_memory,
-            "source": dataset.source,
-            "train_count": int(train_labels.shape[0]),
-            "fingerprint": fingerprint,
-        },
-        val=None if val is None else (val[0].to(device), val[1].to(device)),
-        test=(dataset.test_images.to(device), dataset.test_labels.to(device)),
+        data_info=data_info,
+        val=val,
+        test=test,
         total_steps=total_steps,
         ranks=ranks,
+        task=task,
     )
+
+
+def _build_detector(
+    config: TrainConfig,
+    run_dir: Path,
+    log: PrintFn,
+    *,
+    checkpoint: dict[str, Any] | None,
+    source: Path | None,
+    ranks: Ranks,
+) -> RunState:
+    """``_build`` for a detector (:mod:`cnnlab.train.detection`): a detection folder's scenes
+    and boxes, the YOLO loss, mAP as the score."""
+    detection.check_detection_config(config, ranks.distributed)
+    device = ranks.device(config.device)
+    data = detection.load_detection_run_data(config)
+    fingerprint = detection.detection_fingerprint(data.train, data.test)
+    classes = list(data.classes)
+    if checkpoint is not None:
+        stored = checkpoint["data"]
+        if stored.get("fingerprint") != fingerprint or classes != list(stored["classes"]):
+            raise ValueError(
+                f"{source}: the run was trained on other data than {config.data!r} holds now "
+                f"(data fingerprint {str(stored.get('fingerprint'))[:12]}..., now "
+                f"{fingerprint[:12]}...); resume it with the data it started with"
+            )
+        model_kwargs = dict(checkpoint["model"]["kwargs"])
+    else:
+        model_kwargs = dict(config.model_kwargs)
+        _seed_everything(config.seed)  # the model's initial weights
+    parts = detection.detection_parts(config, data, device, model_kwargs)
+    model = parts["model"]
+    channels_last = config.channels_last is None or config.channels_last
+    model.to(
+        device, memory_format=torch.channels_last if channels_last else torch.contiguous_format
+    )
+    augmentation = parts["augmentation"]
+    log(
+        f"data: {config.data}: {len(data.train):,} train and {len(data.test):,} test scenes "
+        f"of {_shape(data.train.image_shape)}, {len(data.train.labels):,} train objects, "
+        f"{len(classes)} classes; augmentation: "
+        + (
+            "none"
+            if augmentation is None
+            else f"shifts up to {augmentation.max_shift} px"
+            + (", horizontal flips" if augmentation.flip else " (no flips: not label-safe here)")
+        )
+    )
+    data_info = {
+        "name": config.data,
+        "task": "detect",
+        "shape": list(data.train.image_shape),
+        "normalization": {
+            "mean": list(parts["normalization"].mean),
+            "std": list(parts["normalization"].std),
+        },
+        "classes": classes,
+        "adaptation": "none",
+        "in_memory": False,
+        "source": data.source,
+        "format": data.format,
+        "train_count": len(data.train),
+        "fingerprint": fingerprint,
+    }
+    run = _run_state(
+        config,
+        run_dir,
+        model,
+        parts["batches"],
+        data_info,
+        normalization=parts["normalization"],
+        adapter=parts["adapter"],
+        device=device,
+        ranks=ranks,
+        val=None,
+        test=parts["test"],
+        task="detect",
+        loss_fn=parts["loss_fn"],
+    )
+    run.model.cnnlab = dataclasses.replace(run.model.cnnlab, kwargs=parts["kwargs"])
     if checkpoint is not None:
         run.restore(checkpoint, source)
     return run
@@ -401,7 +529,8 @@ def _train_steps(run: RunState, stop: StopRequest, bar: Any) -> _EpochSteps:
     for inputs, labels in run.batches.epoch(run.epoch, start_step=run.step):
         loss, logits = _train_step(run, inputs, labels)
         done.loss_sum += loss * labels.shape[0]
-        done.correct += (logits.argmax(dim=1) == labels).sum()
+        if run.task == "classify":
+            done.correct += (logits.argmax(dim=1) == labels).sum()
         bad = (done.first_nonfinite < 0) & ~torch.isfinite(loss)
         done.first_nonfinite = torch.where(bad, run.global_step, done.first_nonfinite)
         run.step, run.global_step = run.step + 1, run.global_step + 1
@@ -465,7 +594,12 @@ def _check_finite(run: RunState, done: _EpochSteps) -> None:
     )
 
 
-def _evaluate(run: RunState, images: torch.Tensor, labels: torch.Tensor) -> EvalResult:
+def _evaluate(run: RunState, part: Any) -> Any:
+    """The score of the run's model on ``part``: an EvalResult for (images, labels), a
+    DetectionScore for a detector's DetectionSet."""
+    if run.task == "detect":
+        return detection.evaluate_detection(run, part)
+    images, labels = part
     evaluate = run.ranks.evaluate if run.ranks.distributed else evaluate_model
     return evaluate(
         run.model,
@@ -489,16 +623,18 @@ def _epoch_record(
         "loss": done.loss_sum.item() / images,
         "train_accuracy": done.correct.item() / images,
         "val_accuracy": None if val is None else val.accuracy,
-        "test_accuracy": test.accuracy,
+        "test_accuracy": getattr(test, "accuracy", None),
         "lr": run.train_step.last_lr,
         "epoch_seconds": done.seconds,
         "eval_seconds": test.seconds + (0.0 if val is None else val.seconds),
         "images_per_second": done.images / done.seconds if done.seconds > 0 else 0.0,
         "val_loss": None if val is None else val.loss,
-        "test_loss": test.loss,
+        "test_loss": getattr(test, "loss", None),
         "steps": run.global_step - done.start_global_step,
         "images": done.images,
     }
+    if run.task == "detect":
+        record = detection.detection_record(record, test)
     if done.start_step:
         record["resumed_at_step"] = done.start_step  # loss and accuracy cover the rest only
     return record
@@ -549,8 +685,8 @@ def _fit(
                     f"(in Python: cnnlab.resume({str(run.run_dir)!r}))"
                 )
                 raise TrainingInterrupted(run.run_dir, run.epoch, run.step)
-            val = None if run.val is None else _evaluate(run, *run.val)
-            test = _evaluate(run, *run.test)
+            val = None if run.val is None else _evaluate(run, run.val)
+            test = _evaluate(run, run.test)
             record = _epoch_record(run, done, val, test)
             stop_early = _update_best(run, val, test)
             run.epoch, run.step = run.epoch + 1, 0
@@ -564,7 +700,8 @@ def _fit(
             _save(run)
             if run.ranks.main:
                 append_jsonl(metrics_file, record)
-            log(reports.epoch_line(record, config.epochs))
+            line = detection.epoch_line if run.task == "detect" else reports.epoch_line
+            log(line(record, config.epochs))
             if on_epoch is not None:
                 on_epoch(record)
             if stop.requested and not run.finished:
@@ -595,10 +732,13 @@ def _finish(
     """report.json and the plots; ``test`` is the final weights' evaluation, if already done."""
     extra_eval = 0.0
     if test is None:
-        test = _evaluate(run, *run.test)
+        test = _evaluate(run, run.test)
         extra_eval = test.seconds
     result = TrainResult.from_checkpoint(
-        run.run_dir, run.checkpoint(), test_accuracy=test.accuracy, extra_eval_seconds=extra_eval
+        run.run_dir,
+        run.checkpoint(),
+        test_accuracy=getattr(test, "accuracy", None),
+        extra_eval_seconds=extra_eval,
     )
     wall_seconds = time.perf_counter() - wall_start
     report = run.ranks.from_main(

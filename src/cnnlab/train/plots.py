@@ -31,15 +31,32 @@ DENSE_TEMPLATES = 16  # MLP units shown by plot_kernels: the classic 4x4 "templa
 CURVE_COLOURS = {"train": "tab:blue", "val": "tab:orange", "test": "tab:green"}
 
 
+# What plot_curves can draw on the right: the record key's suffix, its name, the loss's name.
+CURVE_METRICS = {
+    "accuracy": ("accuracy", "cross-entropy"),
+    "map50": ("mAP@0.5", "YOLO loss"),  # a detector's run; test_map (mAP@[.5:.95]) dashed
+}
+
+
 def plot_curves(
-    metrics: Sequence[Mapping[str, Any]], path: str | Path, *, title: str | None = None
+    metrics: Sequence[Mapping[str, Any]],
+    path: str | Path,
+    *,
+    title: str | None = None,
+    metric: str = "accuracy",
 ) -> Path:
     """Loss and accuracy per epoch, side by side: train loss; train, val and test accuracy in %.
 
     ``metrics`` is the trainer's list of per-epoch dicts (``epoch``, ``loss`` and any of
     ``train_accuracy``, ``val_accuracy``, ``test_accuracy`` as fractions); a missing or ``None``
     accuracy is left out. The last test accuracy is written in the lower right, with an arrow.
+    ``metric="map50"`` draws a detector's ``test_map50`` instead (and its ``test_map``).
     """
+    if metric not in CURVE_METRICS:
+        raise ValueError(
+            f"metric must be one of {', '.join(CURVE_METRICS)}. Received: metric={metric!r}"
+        )
+    name, loss_name = CURVE_METRICS[metric]
     from matplotlib.ticker import FuncFormatter, MaxNLocator  # lazily, as in _figure
 
     out = png_path(path)
@@ -55,24 +72,31 @@ def plot_curves(
     epochs = [row["epoch"] for row in metrics]
     loss = [_number(row["loss"]) for row in metrics]
     accuracy = {
-        split: [_number(row.get(f"{split}_accuracy")) for row in metrics] for split in CURVE_COLOURS
+        split: [_number(row.get(f"{split}_{metric}")) for row in metrics] for split in CURVE_COLOURS
     }
     accuracy = {k: v for k, v in accuracy.items() if any(not math.isnan(a) for a in v)}
 
     figure = new_figure((10.5, 4.2))
     loss_ax, acc_ax = figure.subplots(1, 2)
     loss_ax.plot(epochs, loss, marker="o", ms=3, color=CURVE_COLOURS["train"], label="train")
-    loss_ax.set(title="loss", xlabel="epoch", ylabel="cross-entropy")
+    loss_ax.set(title="loss", xlabel="epoch", ylabel=loss_name)
     for split, values in accuracy.items():
         percent = [100 * a for a in values]
-        acc_ax.plot(epochs, percent, marker="o", ms=3, color=CURVE_COLOURS[split], label=split)
-    acc_ax.set(title="accuracy", xlabel="epoch", ylabel="accuracy")
+        label = split if metric == "accuracy" else f"{split} {name}"
+        acc_ax.plot(epochs, percent, marker="o", ms=3, color=CURVE_COLOURS[split], label=label)
+    strict = [_number(row.get("test_map")) for row in metrics] if metric == "map50" else []
+    if any(not math.isnan(a) for a in strict):
+        acc_ax.plot(
+            epochs, [100 * a for a in strict], marker="o", ms=3, ls="--",
+            color=CURVE_COLOURS["test"], label="test mAP@[.5:.95]",
+        )  # fmt: skip
+    acc_ax.set(title=name, xlabel="epoch", ylabel=name)
     tests = zip(epochs, accuracy.get("test", []), strict=False)
     final = [(e, a) for e, a in tests if not math.isnan(a)]
     if final:
         epoch, value = final[-1]
         acc_ax.annotate(
-            f"final test accuracy {100 * value:.2f}%",
+            f"final test {name} {100 * value:.2f}%",
             xy=(epoch, 100 * value),
             xytext=(0.97, 0.05),
             textcoords="axes fraction",

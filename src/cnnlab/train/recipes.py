@@ -54,6 +54,18 @@ LARGE_CNN = {
 # 0.01 is what those papers started from.
 LARGE_CNN_NO_BATCHNORM = {**LARGE_CNN, "lr": 0.01}
 
+# Detectors (cnnlab.train.detection): AdamW with a one-cycle schedule, small batches of
+# scenes, boxes shifted (and flipped where label-safe) with their pixels.
+DETECTOR = {
+    "optimizer": "adamw",
+    "lr": 2e-3,
+    "schedule": "onecycle",
+    "batch_size": 32,
+    "epochs": 10,
+    "weight_decay": 5e-4,
+    "augment": True,
+}
+
 RECIPES: dict[str, dict[str, Any]] = {
     "lenet-like": SMALL_CNN,
     "lenet5": SMALL_CNN,
@@ -64,6 +76,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     "vgg13": LARGE_CNN_NO_BATCHNORM,
     "vgg16": LARGE_CNN_NO_BATCHNORM,
     "vgg19": LARGE_CNN_NO_BATCHNORM,
+    "yolov2-tiny": DETECTOR,
+    "yolov3-tiny": DETECTOR,
+    "yolo-scenes": DETECTOR,
 }
 
 

@@ -89,6 +89,20 @@ def build_report(
     """The report dict; ``test`` is the final EvalResult, ``result`` the TrainResult as a dict."""
     classes = list(checkpoint["data"]["classes"])
     images = sum(record["images"] for record in checkpoint["metrics"])
+    if checkpoint["data"].get("task") == "detect":
+        from cnnlab.train.detection import detection_report_fields
+
+        scores = detection_report_fields(test)
+    else:
+        scores = {
+            "test_accuracy": test.accuracy,
+            "test_loss": test.loss,
+            "per_class_accuracy": {
+                name: _finite_or_none(value)
+                for name, value in zip(classes, test.per_class_accuracy, strict=True)
+            },
+            "confusion": test.confusion.tolist(),  # rows = true class, columns = predicted
+        }
     total_flops = flops_per_image * images if flops_per_image is not None else None
     seconds = result["train_seconds"]
     return {
@@ -97,17 +111,11 @@ def build_report(
         "model": checkpoint["model"],
         "data": checkpoint["data"],
         "config": checkpoint["config"],
-        "test_accuracy": test.accuracy,
-        "test_loss": test.loss,
+        **scores,
         "best_val_accuracy": result["best_val_accuracy"],
         "best": checkpoint["best"],
         "early_stopped": result["early_stopped"],
         "classes": classes,
-        "per_class_accuracy": {
-            name: _finite_or_none(value)
-            for name, value in zip(classes, test.per_class_accuracy, strict=True)
-        },
-        "confusion": test.confusion.tolist(),  # rows = true class, columns = predicted
         "epochs_run": result["epochs_run"],
         "steps": checkpoint["global_step"],
         "images_trained": images,
@@ -157,15 +165,18 @@ def write_run_report(
         ),
     )
     path = write_json(run.run_dir / REPORT_NAME, report)
-    image = preprocess(run.test[0][:1], run.normalization, run.adapter)[0]  # (C, H, W)
+    detector = run.task == "detect"
+    images = run.test.images if detector else run.test[0]
+    image = preprocess(images[:1], run.normalization, run.adapter)[0]  # (C, H, W)
     plots = write_plots(
         run.run_dir,
         metrics=run.metrics,
-        confusion=test.confusion,
+        confusion=None if detector else test.confusion,
         classes=run.data_info["classes"],
         model=run.model,
         image=image,
         log=log,
+        detection=test.metrics if detector else None,
     )
     if plots:
         report["files"]["plots"] = plots
@@ -177,22 +188,36 @@ def write_plots(
     run_dir: Path,
     *,
     metrics: list[dict[str, Any]],
-    confusion: np.ndarray,
+    confusion: np.ndarray | None,
     classes: list[str],
     model: nn.Module,
     image: torch.Tensor,
     log: PrintFn,
+    detection: Any = None,
 ) -> list[str]:
-    """curves.png, confusion.png, kernels.png, features.png; the file names written."""
+    """curves.png, confusion.png, kernels.png, features.png; the file names written. A
+    detector's run (``detection``: its test DetectionMetrics) has mAP curves and pr.png, the
+    precision-recall curves, instead of the confusion matrix."""
     try:
         from cnnlab.train import plots
     except ImportError as error:
         log(f"plots skipped: cnnlab.train.plots is not available ({error})")
         return []
     run_dir = Path(run_dir)
+    if detection is not None:
+        from cnnlab.detect.metrics import plot_precision_recall
+
+        scores = (
+            ("curves.png", lambda path: plots.plot_curves(metrics, path, metric="map50")),
+            ("pr.png", lambda path: plot_precision_recall(detection, classes, path)),
+        )
+    else:
+        scores = (
+            ("curves.png", lambda path: plots.plot_curves(metrics, path)),
+            ("confusion.png", lambda path: plots.plot_confusion(confusion, classes, path)),
+        )
     jobs = (
-        ("curves.png", lambda path: plots.plot_curves(metrics, path)),
-        ("confusion.png", lambda path: plots.plot_confusion(confusion, classes, path)),
+        *scores,
         ("kernels.png", lambda path: plots.plot_kernels(model, path)),
         ("features.png", lambda path: plots.plot_features(model, image, path)),
     )

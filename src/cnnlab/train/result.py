@@ -42,7 +42,7 @@ class TrainResult:
     """What a run achieved: the numbers of its report.json, its plots and per-epoch metrics."""
 
     run_dir: Path
-    test_accuracy: float
+    test_accuracy: float | None  # None for a detector, scored by test_map50 and test_map
     best_val_accuracy: float | None
     epochs_run: int
     train_seconds: float  # optimizer steps only
@@ -63,6 +63,8 @@ class TrainResult:
     plots: tuple[Path, ...] = ()  # the PNGs written into run_dir
     wall_seconds: float | None = None  # this process's whole time (see the report's context)
     context: dict[str, Any] = field(default_factory=dict)  # versions, device, seed, threads...
+    test_map50: float | None = None  # a detector's COCO mAP@0.5 on the test split
+    test_map: float | None = None  # and its mAP@[.5:.95] (pycocotools)
 
     @classmethod
     def from_checkpoint(
@@ -131,7 +133,16 @@ class TrainResult:
             plots=tuple(run_dir / name for name in report["files"]["plots"]),
             wall_seconds=report["context"].get("wall_seconds"),
             context=dict(report["context"]),
+            test_map50=report.get("test_map50"),
+            test_map=report.get("test_map"),
         )
+
+    @property
+    def headline(self) -> str:
+        """The test score in words: accuracy, or a detector's mAP."""
+        if self.test_map50 is not None:
+            return f"test mAP@0.5 {self.test_map50:.2%}, mAP@[.5:.95] {self.test_map:.2%}"
+        return f"test accuracy {self.test_accuracy:.2%}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON-ready): every field, paths as strings."""
@@ -139,6 +150,8 @@ class TrainResult:
             "run_dir": str(self.run_dir),
             "test_accuracy": self.test_accuracy,
             "test_loss": self.test_loss,
+            "test_map50": self.test_map50,
+            "test_map": self.test_map,
             "best_val_accuracy": self.best_val_accuracy,
             "epochs_run": self.epochs_run,
             "steps": self.steps,
@@ -162,8 +175,12 @@ class TrainResult:
 
     def __repr__(self) -> str:
         val = "" if self.best_val_accuracy is None else f", best_val={self.best_val_accuracy:.4f}"
+        if self.test_map50 is not None:
+            score = f"test_map50={self.test_map50:.4f}, test_map={self.test_map:.4f}"
+        else:
+            score = f"test_accuracy={self.test_accuracy:.4f}"
         return (
-            f"TrainResult({str(self.run_dir)!r}, test_accuracy={self.test_accuracy:.4f}{val}, "
+            f"TrainResult({str(self.run_dir)!r}, {score}{val}, "
             f"epochs={self.epochs_run}, steps={self.steps}, images={self.images_trained:,}, "
             f"train={self.train_seconds:.2f} s, eval={self.eval_seconds:.2f} s, "
             f"{self.images_per_second:,.0f} img/s)"

@@ -10,7 +10,9 @@ Timing a step that differs from the trained one would measure something nobody r
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +28,8 @@ class TrainStep:
     ``inputs`` are the preprocessed float batch on the model's device, ``labels`` int64 class
     ids. The loss and logits stay on the device (no synchronisation), so a loop can add them
     up without waiting for each step. ``last_lr`` is the learning rate the last step used.
+    ``loss_fn(outputs, labels)`` replaces the cross-entropy (a detector's YOLO loss on its head
+    maps, ``labels`` then its targets); it is computed in float32 as the cross-entropy is.
     """
 
     model: nn.Module
@@ -35,6 +39,7 @@ class TrainStep:
     precision: str = "fp32"  # fp32, bf16 or fp16: the autocast dtype of the forward pass
     label_smoothing: float = 0.0
     grad_clip: float | None = None  # the global gradient norm is clipped to this
+    loss_fn: Callable[[Any, torch.Tensor], torch.Tensor] | None = None
     last_lr: float = math.nan
 
     def __post_init__(self) -> None:
@@ -46,11 +51,14 @@ class TrainStep:
 
     def __call__(
         self, inputs: torch.Tensor, labels: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, Any]:
         dtype = AUTOCAST_DTYPES[self.precision]
         with torch.autocast(inputs.device.type, dtype=dtype, enabled=dtype is not None):
             logits = self.model(inputs)
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+        if self.loss_fn is not None:
+            loss = self.loss_fn(logits, labels)
+        else:
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         self.last_lr = self.optimizer.param_groups[0]["lr"]
         if self.scaler is None:
@@ -66,7 +74,9 @@ class TrainStep:
             self.scaler.update()
         if self.scheduler is not None:
             self.scheduler.step()
-        return loss.detach(), logits.detach()
+        if isinstance(logits, torch.Tensor):
+            return loss.detach(), logits.detach()
+        return loss.detach(), [output.detach() for output in logits]  # a detector's head maps
 
     def _clip(self) -> None:
         if self.grad_clip is not None:
