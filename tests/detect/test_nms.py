@@ -96,3 +96,29 @@ def test_bad_threshold_and_shapes_are_refused():
         do_nms_sort(boxes, scores, 1.5)
     with pytest.raises(ValueError, match=r"expected boxes \(M, 4\)"):
         do_nms_sort(boxes[:, :3], scores, 0.45)
+
+
+@pytest.mark.parametrize("most", [1, 3, 10])
+def test_keep_per_class_is_the_best_of_the_full_result(most):
+    """Stopping each class's walk after ``most`` kept boxes gives exactly the ``most`` best
+    boxes the full NMS keeps, and nothing else (what COCO's 100 detections per class need)."""
+    generator = torch.Generator().manual_seed(11)
+    boxes = torch.cat(
+        [
+            torch.rand(300, 2, generator=generator),
+            0.05 + 0.2 * torch.rand(300, 2, generator=generator),
+        ],
+        1,
+    ).double()
+    scores = torch.rand(300, 4, generator=generator) * (
+        torch.rand(300, 4, generator=generator) < 0.6
+    )
+    full = do_nms_sort(boxes, scores, 0.45)
+    capped = do_nms_sort(boxes, scores, 0.45, keep_per_class=most)
+    for cls in range(4):
+        kept = torch.nonzero(full[:, cls]).flatten()
+        best = kept[torch.argsort(-full[kept, cls], stable=True)][:most]
+        expected = torch.zeros(300, dtype=scores.dtype)
+        expected[best] = full[best, cls]
+        torch.testing.assert_close(capped[:, cls], expected)
+        assert (full[:, cls] > 0).sum() > most  # the cap did cut something

@@ -93,6 +93,10 @@ class Detector:
             )
         self.names = names
         self.thresh, self.nms = float(thresh), float(nms)
+        # For evaluation (evaluate_detector), None in Darknet's own use: the most boxes per
+        # image NMS looks at (the best by any class score), and per class it keeps.
+        self.candidates: int | None = None
+        self.keep_per_class: int | None = None
         self.channels, height, width = network.plan.input_shape
         self.net_size = (height, width)
         self._mean = torch.tensor(mean, dtype=torch.float32).reshape(-1, 1, 1)
@@ -139,8 +143,12 @@ class Detector:
                 head_detections(head, raw[index], self.net_size, self.thresh)
                 for head, raw in zip(self.heads, raws, strict=True)
             ]
-            boxes = correct_boxes(torch.cat([b for b, _ in found]).double(), size, self.net_size)
-            kept = do_nms_sort(boxes, torch.cat([s for _, s in found]), self.nms)
+            boxes, scores = torch.cat([b for b, _ in found]), torch.cat([s for _, s in found])
+            if self.candidates is not None and len(boxes) > self.candidates:
+                best = scores.max(dim=1).values.topk(self.candidates).indices.sort().values
+                boxes, scores = boxes[best], scores[best]
+            boxes = correct_boxes(boxes.double(), size, self.net_size)
+            kept = do_nms_sort(boxes, scores, self.nms, keep_per_class=self.keep_per_class)
             results.append(score_rows(to_pixel_corners(boxes, size), kept))
         return results
 

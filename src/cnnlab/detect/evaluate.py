@@ -22,7 +22,12 @@ from typing import Any
 import torch
 
 from cnnlab.detect.datasets import DetectionSet
-from cnnlab.detect.metrics import DetectionMetrics, coco_evaluate, plot_precision_recall
+from cnnlab.detect.metrics import (
+    MAX_DETECTIONS,
+    DetectionMetrics,
+    coco_evaluate,
+    plot_precision_recall,
+)
 from cnnlab.runtime.files import write_json
 from cnnlab.runtime.validate import check_positive_int
 
@@ -87,9 +92,16 @@ def evaluate_detector(
     out: str | os.PathLike[str] | None = None,
     thresh: float = EVALUATION_THRESH,
     batch_size: int = 32,
+    candidates: int | None = None,
 ) -> DetectorEvaluation:
     """Detect in every image of ``part`` at score threshold ``thresh``, then COCO mAP by
-    pycocotools; with ``out``, write ``metrics.json`` and ``pr.png`` there."""
+    pycocotools; with ``out``, write ``metrics.json`` and ``pr.png`` there.
+
+    NMS keeps the best ``MAX_DETECTIONS`` boxes per image and class, all that COCO's
+    evaluation looks at (the same numbers, sooner). ``candidates`` also limits the boxes NMS
+    sees per image to the best ones by any class score: an untrained network passes the 0.005
+    threshold with nearly every anchor, and NMS over thousands of boxes per image takes
+    minutes per evaluation; training evaluates with a limit, ``cnnlab evaluate`` without."""
     if detector.classes != len(classes):
         raise ValueError(
             f"the detector has {detector.classes} classes and the data {len(classes)}: "
@@ -97,6 +109,8 @@ def evaluate_detector(
         )
     evaluating = copy.copy(detector)
     evaluating.thresh = thresh
+    evaluating.keep_per_class = MAX_DETECTIONS
+    evaluating.candidates = candidates
     start = time.perf_counter()
     predictions = predict_set(evaluating, part, batch_size=batch_size)
     seconds = time.perf_counter() - start

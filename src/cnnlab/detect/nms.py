@@ -27,25 +27,37 @@ def center_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), 0.0)
 
 
-def greedy_keep(overlaps: np.ndarray, scores: np.ndarray) -> np.ndarray:
+def greedy_keep(overlaps: np.ndarray, scores: np.ndarray, most: int | None = None) -> np.ndarray:
     """Indices of the boxes greedy NMS keeps among those with a score above 0, best first (of
     equal scores the earlier box first); ``overlaps``[i, j]: box i overlaps box j above the
-    threshold."""
+    threshold. With ``most``, the walk stops after ``most`` kept boxes: the first ``most`` of
+    the full result, exactly (a box is kept or not by the better boxes alone)."""
     order = np.flatnonzero(scores > 0)
     order = order[np.argsort(-scores[order], kind="stable")]
-    overlaps = overlaps[np.ix_(order, order)]
     removed = np.zeros(len(order), dtype=bool)
+    kept: list[int] = []
     for i in range(len(order)):
         if not removed[i]:
-            removed[i + 1 :] |= overlaps[i, i + 1 :]
-    return order[~removed]
+            kept.append(i)
+            if most is not None and len(kept) == most:
+                break
+            removed[i + 1 :] |= overlaps[order[i], order[i + 1 :]]
+    return order[np.asarray(kept, dtype=np.int64)]
 
 
-def do_nms_sort(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+def do_nms_sort(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    iou_threshold: float,
+    *,
+    keep_per_class: int | None = None,
+) -> torch.Tensor:
     """Darknet's per-class NMS: boxes (M, 4) centre form, scores (M, C) with 0 for "not this
     class"; returns the scores with every suppressed (box, class) set to 0. The overlaps of the
     boxes with any score are computed once for all classes, and the walk down each class's
-    list runs in NumPy (a handful of boxes: PyTorch's per-call cost would dominate)."""
+    list runs in NumPy (a handful of boxes: PyTorch's per-call cost would dominate).
+    ``keep_per_class`` also zeroes each class's kept boxes after its best ``keep_per_class``
+    (what COCO's evaluation looks at: the walk stops there, exactly as far as it went)."""
     if not 0 <= iou_threshold <= 1:
         raise ValueError(f"nms must be an IoU threshold in [0, 1]. Received: nms={iou_threshold}")
     if boxes.ndim != 2 or boxes.shape[-1] != 4 or scores.shape[0] != boxes.shape[0]:
@@ -61,7 +73,7 @@ def do_nms_sort(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float)
     part = scores[scored].cpu().numpy()  # (K, C)
     survivors = np.zeros_like(part)
     for cls in np.flatnonzero((part > 0).any(axis=0)):
-        keep = greedy_keep(overlaps, part[:, cls])
+        keep = greedy_keep(overlaps, part[:, cls], keep_per_class)
         survivors[keep, cls] = part[keep, cls]
     kept[scored] = torch.from_numpy(survivors).to(kept.device)
     return kept
