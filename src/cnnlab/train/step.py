@@ -49,9 +49,7 @@ class TrainStep:
                 f"Received: precision={self.precision!r}"
             )
 
-    def __call__(
-        self, inputs: torch.Tensor, labels: torch.Tensor
-    ) -> tuple[torch.Tensor, Any]:
+    def __call__(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, Any]:
         dtype = AUTOCAST_DTYPES[self.precision]
         with torch.autocast(inputs.device.type, dtype=dtype, enabled=dtype is not None):
             logits = self.model(inputs)
