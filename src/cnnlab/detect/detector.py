@@ -94,7 +94,8 @@ class Detector:
         self.names = names
         self.thresh, self.nms = float(thresh), float(nms)
         # For evaluation (evaluate_detector), None in Darknet's own use: the most boxes per
-        # image NMS looks at (the best by any class score), and per class it keeps.
+        # image NMS looks at (the best by any class score), and the most it keeps per class
+        # and per image (the best).
         self.candidates: int | None = None
         self.keep_per_class: int | None = None
         self.channels, height, width = network.plan.input_shape
@@ -149,7 +150,8 @@ class Detector:
                 boxes, scores = boxes[best], scores[best]
             boxes = correct_boxes(boxes.double(), size, self.net_size)
             kept = do_nms_sort(boxes, scores, self.nms, keep_per_class=self.keep_per_class)
-            results.append(score_rows(to_pixel_corners(boxes, size), kept))
+            rows = score_rows(to_pixel_corners(boxes, size), kept)  # best first
+            results.append(rows if self.keep_per_class is None else rows[: self.keep_per_class])
         return results
 
     def letterbox(self, image: np.ndarray) -> torch.Tensor:

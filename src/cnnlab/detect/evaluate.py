@@ -97,8 +97,8 @@ def evaluate_detector(
     """Detect in every image of ``part`` at score threshold ``thresh``, then COCO mAP by
     pycocotools; with ``out``, write ``metrics.json`` and ``pr.png`` there.
 
-    NMS keeps the best ``MAX_DETECTIONS`` boxes per image and class, all that COCO's
-    evaluation looks at (the same numbers, sooner). ``candidates`` also limits the boxes NMS
+    NMS keeps the best ``MAX_DETECTIONS`` boxes per image, all that COCO's rule scores (its
+    walk stops after as many per class: the same numbers, sooner). ``candidates`` also limits the boxes NMS
     sees per image to the best ones by any class score: an untrained network passes the 0.005
     threshold with nearly every anchor, and NMS over thousands of boxes per image takes
     minutes per evaluation; training evaluates with a limit, ``cnnlab evaluate`` without."""

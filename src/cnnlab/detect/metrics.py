@@ -81,7 +81,9 @@ def _pycocotools() -> tuple[Any, Any]:
     return COCO, COCOeval
 
 
-MAX_DETECTIONS = 100  # COCOeval's largest maxDets: the detections per image and class it scores
+# COCO's results rule (and COCOeval's largest maxDets): at most 100 detections per image, the
+# best by score; detectors' evaluations (Detectron's, MMDetection's) keep as many.
+MAX_DETECTIONS = 100
 
 
 def coco_evaluate(
@@ -159,9 +161,8 @@ def _ground_truth(targets: Any) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def _rows(prediction: torch.Tensor | np.ndarray, index: int, classes: int) -> np.ndarray:
-    """The (K, 6) rows of one image, without those pycocotools would not look at: beyond the
-    ``MAX_DETECTIONS`` best of their class (its ``maxDets``, per image and category, in the
-    order of its stable sort by score); the others keep their order."""
+    """The (K, 6) rows of one image; beyond ``MAX_DETECTIONS``, its best ones by score (in the
+    order of a stable sort, as COCOeval's), the others dropped: COCO's rule for results."""
     rows = prediction.detach().cpu().numpy() if isinstance(prediction, torch.Tensor) else prediction
     rows = np.asarray(rows, dtype=np.float64)
     if rows.ndim != 2 or rows.shape[1] != 6:
@@ -171,13 +172,7 @@ def _rows(prediction: torch.Tensor | np.ndarray, index: int, classes: int) -> np
         )
     if len(rows) <= MAX_DETECTIONS:
         return rows
-    order = np.argsort(-rows[:, 4], kind="mergesort")  # as COCOeval.evaluateImg sorts
-    ranked_classes = rows[order, 5]
-    rank = np.empty(len(rows), dtype=np.int64)
-    for label in np.unique(ranked_classes):
-        where = np.flatnonzero(ranked_classes == label)
-        rank[order[where]] = np.arange(len(where))
-    return rows[rank < MAX_DETECTIONS]
+    return rows[np.sort(np.argsort(-rows[:, 4], kind="mergesort")[:MAX_DETECTIONS])]
 
 
 def _annotations(
