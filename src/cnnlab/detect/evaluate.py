@@ -98,10 +98,11 @@ def evaluate_detector(
     pycocotools; with ``out``, write ``metrics.json`` and ``pr.png`` there.
 
     NMS keeps the best ``MAX_DETECTIONS`` boxes per image, all that COCO's rule scores (its
-    walk stops after as many per class: the same numbers, sooner). ``candidates`` also limits the boxes NMS
-    sees per image to the best ones by any class score: an untrained network passes the 0.005
-    threshold with nearly every anchor, and NMS over thousands of boxes per image takes
-    minutes per evaluation; training evaluates with a limit, ``cnnlab evaluate`` without."""
+    walk stops after as many per class: the same numbers, sooner). ``candidates`` also limits
+    the boxes NMS sees per image to the best ones by any class score: an untrained network
+    passes the 0.005 threshold with nearly every anchor, and NMS over thousands of boxes per
+    image takes minutes per evaluation; training evaluates with a limit, ``cnnlab evaluate``
+    without."""
     if detector.classes != len(classes):
         raise ValueError(
             f"the detector has {detector.classes} classes and the data {len(classes)}: "
