@@ -51,6 +51,13 @@ DIVERGED_EXIT = 1
 DataOption = Annotated[
     str | None, typer.Option("--data", help="Dataset name (see `cnnlab data list`).")
 ]
+TrainDataOption = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        help="Dataset name (see `cnnlab data list`); for a detector, a detection folder.",
+    ),
+]
 EpochsOption = Annotated[int | None, typer.Option(help="Passes over the training set.")]
 StepsOption = Annotated[
     int | None, typer.Option(help="Stop after this many optimizer steps in all.")
@@ -166,7 +173,7 @@ def train_command(
         str | None,
         typer.Argument(metavar="MODEL", help="A model of the zoo (see `cnnlab models`)."),
     ] = None,
-    data: DataOption = None,
+    data: TrainDataOption = None,
     epochs: EpochsOption = None,
     steps: StepsOption = None,
     batch_size: BatchSizeOption = None,
@@ -252,7 +259,9 @@ def train_command(
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Train MODEL on --data NAME, or continue a run with --resume RUN_DIR."""
+    """Train MODEL on --data NAME, or continue a run with --resume RUN_DIR. A detector
+    (yolo-scenes, yolov3-tiny) trains on a detection folder: --data DIR as `cnnlab data scenes`
+    writes it (or any YOLO or COCO folder), scored by COCO mAP."""
     given = {
         "epochs": epochs,
         "steps": steps,
