@@ -29,10 +29,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 SCENES = SceneConfig(
-    "fashion-mnist", count=600, size=64, min_objects=1, max_objects=2, scale=(20, 32), seed=3
-)
+    "fashion-mnist", count=600, size=64, min_objects=1, max_objects=2, scale=(20, 32),
+    test_fraction=0.1, seed=3,
+)  # fmt: skip
 SETTINGS = {"epochs": 6, "batch_size": 16, "lr": 3e-3, "threads": 2, "seed": 0}
-MAP50_AT_LEAST = 0.35  # measured 0.442 on this 2-core machine (torch 2.13 CPU)
+MAP50_AT_LEAST = 0.3  # measured 0.409 (mAP@[.5:.95] 0.178) on this 2-core machine, torch 2.13 CPU
 
 
 @pytest.fixture(scope="module")
