@@ -4,8 +4,9 @@
 
 Runs tests/train/test_options.py once as it is (it must pass), then once per mutation of
 tests/mutations/plugin.py (each must fail: the mutation is "killed"), one pytest process at a
-time, stopping each at its first failure. Prints a table and exits 1 if the clean run failed
-or any mutation survived.
+time per core (``--jobs``, 2 by default: much of each is starting Python and importing torch,
+one thread's work), stopping each at its first failure. Prints a table and exits 1 if the clean
+run failed or any mutation survived.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -88,12 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("mutations", nargs="*", metavar="MUTATION", help="default: all")
     parser.add_argument("--json", type=Path, help="also write the outcomes to this file")
+    parser.add_argument("--jobs", type=int, default=2, help="pytest processes at a time")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.mutations) - set(MUTATIONS))
     if unknown:
         parser.error(f"unknown mutation(s) {', '.join(unknown)}; expected: {', '.join(MUTATIONS)}")
-    outcomes = [run_tests(None)]
-    outcomes += [run_tests(name) for name in args.mutations or MUTATIONS]
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1. Received: --jobs {args.jobs}")
+    with ThreadPoolExecutor(args.jobs) as pool:  # outcomes in the table's order
+        outcomes = list(pool.map(run_tests, [None, *(args.mutations or MUTATIONS)]))
     print(table(outcomes))
     if args.json is not None:
         args.json.write_text(json.dumps([asdict(o) for o in outcomes], indent=2) + "\n")
