@@ -232,6 +232,8 @@ def test_slide_mode_reproduces_the_lectures_examples_cell_by_cell(page):
         "padding must be at most half the pool size"
     )
     page.select_option("#slide-example", "slide-2d")
+    expect(page.locator("#slide-at")).to_contain_text("of 5\u00d75")  # the example is in
+    expect(result).to_have_text("114")
     page.fill("#slide-stride", "2")
     page.dispatch_event("#slide-stride", "change")
     expect(page.locator("#slide-at")).to_contain_text("of 3\u00d73")  # the new grid, then step
