@@ -1,7 +1,9 @@
 """Shared fixtures: every test session gets its own cnnlab cache, never the user's.
 
-Also: ``gpu`` tests are skipped without CUDA, and ``$CNNLAB_MUTATION`` switches on the
-mutation plugin (tests/mutations/plugin.py).
+Also: ``gpu`` tests are skipped without CUDA (hardware), ``requires(missing, what)`` tests fail
+when something the setup installs is missing (a test that skips for it would check nothing in
+a setup that lost it), and ``$CNNLAB_MUTATION`` switches on the mutation plugin
+(tests/mutations/plugin.py).
 """
 
 import importlib.util
@@ -21,6 +23,17 @@ def pytest_configure(config):
         sys.modules[spec.name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
         config.pluginmanager.register(module.plugin_from_environment(), "cnnlab-mutation")
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("requires"):
+        missing, what = mark.args
+        if missing:
+            pytest.fail(
+                f"{what} is missing: `make test` installs the Python packages (the dev extra) "
+                "and .ci/run the Debian packages",
+                pytrace=False,
+            )
 
 
 def pytest_collection_modifyitems(config, items):

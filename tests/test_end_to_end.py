@@ -17,9 +17,8 @@ from cnnlab.data import load_dataset
 SYSTEM_COPY = Path("/usr/share/datasets/fashion-mnist")
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        not SYSTEM_COPY.is_dir(),
-        reason="real Fashion-MNIST absent (apt install dataset-fashion-mnist)",
+    pytest.mark.requires(
+        not SYSTEM_COPY.is_dir(), "the real Fashion-MNIST (apt install dataset-fashion-mnist)"
     ),
 ]
 runner = CliRunner()

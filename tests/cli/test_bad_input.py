@@ -319,7 +319,6 @@ def test_a_quest_database_that_cannot_be_created_is_one_line(tmp_path):
 
 
 def test_a_postgresql_password_is_not_echoed():
-    pytest.importorskip("psycopg")
     db = "postgresql+psycopg://user:secret@127.0.0.1:9/quest"
     line = fails("quest", "team", "add", "t", "--db", db)
     assert "secret" not in line and "user:***@127.0.0.1:9" in line
@@ -378,9 +377,8 @@ def test_evaluate_on_other_classes_prints_their_names_literally(trained, tmp_pat
     assert "has the classes [cat, dog] (2)" in line
 
 
-@pytest.mark.skipif(
-    not Path("/usr/share/datasets/fashion-mnist").is_dir(),
-    reason="Debian's dataset-fashion-mnist is not installed",
+@pytest.mark.requires(
+    not Path("/usr/share/datasets/fashion-mnist").is_dir(), "Debian's dataset-fashion-mnist"
 )
 def test_data_list_piped_keeps_the_system_path_on_one_line():
     import subprocess

@@ -12,12 +12,11 @@ CFG_DIR = DARKNET_ROOT / "cfg"
 DATA_DIR = DARKNET_ROOT / "data"
 DARKNET_BIN = shutil.which("darknet")
 
-needs_darknet_cfgs = pytest.mark.skipif(
-    not CFG_DIR.is_dir(), reason="Debian's darknet package is not installed (/usr/share/darknet)"
+needs_darknet_cfgs = pytest.mark.requires(
+    not CFG_DIR.is_dir(), "Debian's darknet package (/usr/share/darknet)"
 )
-needs_darknet_binary = pytest.mark.skipif(
-    DARKNET_BIN is None or not CFG_DIR.is_dir(),
-    reason="Debian's darknet binary is not installed (apt-get install darknet)",
+needs_darknet_binary = pytest.mark.requires(
+    DARKNET_BIN is None or not CFG_DIR.is_dir(), "Debian's darknet binary (apt-get install darknet)"
 )
 
 # A small classifier in Darknet's own words: every layer type a classifier uses, 32x32 input.

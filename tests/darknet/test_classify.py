@@ -21,7 +21,7 @@ from cnnlab.darknet.classify import (
     top_k,
 )
 
-from .conftest import CFG_DIR, DARKNET_BIN, DATA_DIR, needs_darknet_binary
+from .conftest import CFG_DIR, DARKNET_BIN, DATA_DIR, needs_darknet_binary, needs_darknet_cfgs
 
 runner = CliRunner()
 
@@ -139,9 +139,8 @@ def test_cli_bad_input_is_one_line(small_cfg, ten_names, tmp_path):
     assert result.exit_code == 2 and "not a folder" in result.output
 
 
+@needs_darknet_cfgs
 def test_cli_table_equals_summary_for_darknet19():
-    if not (CFG_DIR / "darknet19.cfg").exists():
-        pytest.skip("Debian's darknet package is not installed (/usr/share/darknet)")
     ours = runner.invoke(app, ["darknet", "table", str(CFG_DIR / "darknet19.cfg")])
     summary = runner.invoke(app, ["summary", "darknet19", "--style", "darknet"])
     assert ours.exit_code == 0 and ours.output == summary.output

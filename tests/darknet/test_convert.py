@@ -29,7 +29,7 @@ from cnnlab.darknet.convert import export_darknet, import_darknet
 from cnnlab.darknet.sequential import NotExportableError, export_sequential
 from cnnlab.models import create_model
 
-from .conftest import CFG_DIR, DATA_DIR, SMALL_CLASSIFIER, needs_darknet_binary
+from .conftest import CFG_DIR, DATA_DIR, SMALL_CLASSIFIER, needs_darknet_binary, needs_darknet_cfgs
 from .test_classify import darknet_top
 
 runner = CliRunner()
@@ -196,7 +196,8 @@ def test_maxpool_padding_and_ceil_mode_follow_pytorch():
     ],
 )
 def test_opencv_reads_the_export_as_the_cnnlab_model(name, tmp_path):
-    cv2 = pytest.importorskip("cv2", reason="opencv-python-headless is not installed")
+    import cv2  # the dev extra; the module's other tests run without it
+
     model = randomized(name)
     text, darknet = export_sequential(model, model.cnnlab.input_shape)
     (tmp_path / "model.cfg").write_text(text)
@@ -244,9 +245,8 @@ def test_cli_import_predict_export(small_cfg, ten_names, tmp_path):
     assert result.exit_code == 2 and "residual blocks" in result.output
 
 
+@needs_darknet_cfgs
 def test_debian_darknet19_cfg_imports(tmp_path):
-    if not (CFG_DIR / "darknet19.cfg").is_file():
-        pytest.skip("Debian's darknet package is not installed (/usr/share/darknet)")
     model = create_model("darknetcfg", cfg=(CFG_DIR / "darknet19.cfg").read_text())
     assert model.cnnlab.input_shape == (3, 256, 256) and model.cnnlab.num_classes == 1000
 

@@ -8,6 +8,7 @@ same layers, shapes that still divide); the slow ones at the cfg's own size.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -16,11 +17,10 @@ from cnnlab.darknet import build_network, load_weights, randomize_weights, save_
 
 from .conftest import CFG_DIR, needs_darknet_cfgs, resized_cfg
 
-cv2 = pytest.importorskip("cv2", reason="opencv-python-headless is not installed (the dev extra)")
-if not hasattr(cv2, "dnn") or not hasattr(cv2.dnn, "readNetFromDarknet"):
-    pytest.skip(
-        "this OpenCV has no readNetFromDarknet (OpenCV 5 dropped it)", allow_module_level=True
-    )
+pytestmark = pytest.mark.requires(
+    not hasattr(cv2.dnn, "readNetFromDarknet"),
+    "OpenCV's readNetFromDarknet (opencv-python-headless<5: OpenCV 5 dropped it)",
+)
 
 ORACLE_CFGS = {  # cfg -> a smaller input size for the fast test
     "darknet19": 96,

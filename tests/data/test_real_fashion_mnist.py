@@ -8,9 +8,9 @@ import torch
 from cnnlab.data import cache_dir, get_entry, load_dataset, resolve, verify_file
 
 SYSTEM = Path("/usr/share/datasets")
-pytestmark = pytest.mark.skipif(
+pytestmark = pytest.mark.requires(
     not (SYSTEM / "fashion-mnist").is_dir(),
-    reason="needs Debian's dataset-fashion-mnist in /usr/share/datasets/fashion-mnist",
+    "Debian's dataset-fashion-mnist in /usr/share/datasets/fashion-mnist",
 )
 
 

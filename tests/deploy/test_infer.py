@@ -7,13 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import onnxruntime  # noqa: F401  (the dev extra; cnnlab imports it inside functions)
 import pytest
 from typer.testing import CliRunner
 
 from cnnlab.cli import app
 from cnnlab.deploy.infer import InferBenchConfig, bench_infer
-
-pytest.importorskip("onnxruntime", reason="the deploy extra (onnxruntime) is not installed")
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 FAST = {"budget_seconds": 0.01, "min_repeats": 2, "warmup": 1, "eval_images": 64}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnxruntime  # noqa: F401  (the dev extra; cnnlab imports it inside functions)
+import onnxscript  # noqa: F401
 import pytest
 import torch
 
@@ -18,9 +20,6 @@ from cnnlab.deploy import (
     load_export,
     read_manifest,
 )
-
-pytest.importorskip("onnxruntime", reason="the deploy extra (onnxruntime) is not installed")
-pytest.importorskip("onnxscript", reason="the deploy extra (onnxscript) is not installed")
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,11 @@ import pytest
 
 DARKNET_ROOT = Path("/usr/share/darknet")
 DARKNET_BIN = shutil.which("darknet")
-needs_darknet_binary = pytest.mark.skipif(
+needs_darknet_binary = pytest.mark.requires(
     DARKNET_BIN is None
     or shutil.which("stdbuf") is None
     or not (DARKNET_ROOT / "data" / "dog.jpg").is_file(),
-    reason="Debian's darknet binary (and coreutils' stdbuf) are not installed",
+    "Debian's darknet binary (and coreutils' stdbuf)",
 )
 
 

@@ -4,6 +4,7 @@ image by image (also through the letterbox), pycocotools scores it, and `cnnlab 
 
 import json
 
+import pycocotools  # noqa: F401  (the dev extra; cnnlab imports it when it scores)
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -19,8 +20,6 @@ from cnnlab.train.checkpoint import CHECKPOINT_KEYS, FORMAT, VERSION
 
 from .test_scenes import blob_dataset
 from .tiny_detector import write_tiny_detector
-
-pytest.importorskip("pycocotools")
 
 
 def grey_set(count: int, height: int, width: int, boxes: torch.Tensor, labels) -> DetectionSet:

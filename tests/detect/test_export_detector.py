@@ -190,9 +190,6 @@ def test_export_writes_darknet_files_with_the_runs_classes(run, exported):
 
 @pytest.mark.parametrize("index", range(len(SIZES)))
 def test_opencv_finds_the_boxes_of_the_run(run, exported, scenes, thresholds, index):
-    cv2 = pytest.importorskip("cv2", reason="opencv-python-headless is not installed")
-    if not hasattr(cv2.dnn, "readNetFromDarknet"):
-        pytest.skip("this OpenCV has no readNetFromDarknet (OpenCV 5 dropped it)")
     image, thresh = scenes[index], thresholds[index]
     ours = detector_from_checkpoint(run, thresh=thresh, nms=NMS).detect(image).rows.numpy()
     theirs = opencv_rows(exported.cfg, exported.weights, image, thresh, NMS, 256)

@@ -3,14 +3,13 @@
 import sys
 
 import numpy as np
+import pycocotools  # noqa: F401  (the dev extra; cnnlab imports it when it scores)
 import pytest
 import torch
 from PIL import Image
 
 from cnnlab.detect.datasets import DetectionSet
 from cnnlab.detect.metrics import coco_evaluate, plot_precision_recall
-
-pytest.importorskip("pycocotools")
 
 
 def truth(*boxes, labels=None):

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -25,11 +26,10 @@ from cnnlab.detect import Detector
 from .darknet_binary import darknet_lines, needs_darknet_binary
 from .opencv_oracle import by_class_and_score, opencv_rows
 
-cv2 = pytest.importorskip("cv2", reason="opencv-python-headless is not installed (the dev extra)")
-if not hasattr(cv2, "dnn") or not hasattr(cv2.dnn, "readNetFromDarknet"):
-    pytest.skip(
-        "this OpenCV has no readNetFromDarknet (OpenCV 5 dropped it)", allow_module_level=True
-    )
+pytestmark = pytest.mark.requires(
+    not hasattr(cv2.dnn, "readNetFromDarknet"),
+    "OpenCV's readNetFromDarknet (opencv-python-headless<5: OpenCV 5 dropped it)",
+)
 
 # seed, thresh, boxes at Darknet's nms 0.45, the nms of the OpenCV comparison: OpenCV's region
 # layer already runs a do_nms_sort of its own at 0.4 (its Darknet importer's setting), so the
@@ -38,8 +38,8 @@ CASES = {"yolov2-tiny": (0, 0.9, 22, 0.4), "yolov3-tiny": (1, 0.975, 11, 0.45)}
 NMS = 0.45
 CFG_DIR, DATA_DIR = Path("/usr/share/darknet/cfg"), Path("/usr/share/darknet/data")
 DOG = DATA_DIR / "dog.jpg"
-needs_darknet_files = pytest.mark.skipif(
-    not DOG.is_file(), reason="Debian's darknet package is not installed (/usr/share/darknet)"
+needs_darknet_files = pytest.mark.requires(
+    not DOG.is_file(), "Debian's darknet package (/usr/share/darknet)"
 )
 
 

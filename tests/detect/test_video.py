@@ -26,8 +26,8 @@ from cnnlab.detect.draw import draw_boxes
 from .test_detect_cli import invoke
 from .tiny_detector import write_tiny_detector
 
-needs_av = pytest.mark.skipif(
-    importlib.util.find_spec("av") is None, reason="PyAV is not installed (the video extra)"
+needs_av = pytest.mark.requires(
+    importlib.util.find_spec("av") is None, "PyAV (the video extra, in the dev extra)"
 )
 FRAMES, WIDTH, HEIGHT, RATE = 12, 400, 250, Fraction(10)
 NAMES = "T-shirt/top\nAnkle boot\n"

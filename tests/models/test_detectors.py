@@ -15,7 +15,7 @@ from cnnlab.models import create_model
 CFG_DIR = Path("/usr/share/darknet/cfg")
 
 
-@pytest.mark.skipif(not CFG_DIR.is_dir(), reason="Debian's darknet package is not installed")
+@pytest.mark.requires(not CFG_DIR.is_dir(), "Debian's darknet package (/usr/share/darknet)")
 @pytest.mark.parametrize("name", ["yolov2-tiny", "yolov3-tiny"])
 def test_zoo_cfg_plans_debians_network(name):
     ours, theirs = create_model(name).plan, plan_network(CFG_DIR / f"{name}.cfg")

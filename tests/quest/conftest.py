@@ -18,12 +18,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import fastapi  # noqa: F401  (cnnlab imports the server's packages inside quest/)
 import httpx
 import numpy as np
 import pytest
-
-pytest.importorskip("fastapi")
-pytest.importorskip("sqlalchemy")
+import sqlalchemy  # noqa: F401
 
 from cnnlab.quest.db import add_team, init_competition, split_private
 

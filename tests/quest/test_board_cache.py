@@ -193,12 +193,11 @@ def plan_nodes(node: dict) -> list[dict]:
     return [node, *(child for sub in node.get("Plans", []) for child in plan_nodes(sub))]
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite's one worker polls
 def test_changes_made_outside_the_server_reach_its_board_at_once_on_postgresql(db_url, kit):
     """`cnnlab quest team remove` and `cnnlab quest reveal` write to the database, not through a
     server: with an hour's refresh, only PostgreSQL's notifications (delivered in milliseconds)
     can show them before the wait gives up."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("notifications are PostgreSQL's; SQLite's one worker polls (refresh time)")
     quest = kit.make_quest(db_url)
     tokens = {name: quest.team(name) for name in ("stays", "leaves")}
     app = create_app(quest.db_url, board_refresh_seconds=3600)

@@ -38,12 +38,12 @@ SCRIPT_NAMES = (
     '<img src=x onerror="window.__pwned=2">',
 )
 
-if not CHROMIUM.is_file():
-    pytest.skip("no chromium at /usr/bin/chromium (apt install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="the playwright package is absent (pip install playwright)"
+import uvicorn  # noqa: E402
+from playwright import sync_api  # noqa: E402  (the dev extra)
+
+pytestmark = pytest.mark.requires(
+    not CHROMIUM.is_file(), "Debian's chromium (/usr/bin/chromium, apt install chromium)"
 )
-uvicorn = pytest.importorskip("uvicorn")
 
 from cnnlab.quest import db as quest_db  # noqa: E402
 from cnnlab.quest.server import create_app  # noqa: E402

@@ -310,10 +310,9 @@ def test_postgres_driver_is_an_install_extra_and_its_absence_says_so(monkeypatch
         make_db_engine("postgresql://quest@127.0.0.1:5432/quest")
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite: the test above
 def test_postgres_init_is_one_transaction(db_url, monkeypatch):
     """On PostgreSQL the tables and the competition are created together or not at all."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("the SQLite case is test_init_is_all_or_nothing_when_a_write_fails")
     monkeypatch.setattr(quest_db, "split_private", lambda count, seed: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         init_competition(db_url, data_name="x", labels=np.array([0, 1]), num_classes=2)

@@ -11,8 +11,12 @@ import io
 import json
 
 import numpy as np
+import onnx  # the dev extra installs onnx, onnxruntime (the server's) and onnxscript (export's)
+import onnxruntime  # noqa: F401
+import onnxscript  # noqa: F401
 import pytest
 from fastapi.testclient import TestClient
+from onnx import TensorProto, helper, numpy_helper
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -30,12 +34,6 @@ from cnnlab.quest.models import ModelLimits
 from cnnlab.quest.scoring import score
 from cnnlab.quest.secret import draw_test_set, load_secret_images, load_settings, settings_row
 from cnnlab.quest.server import create_app
-
-onnx = pytest.importorskip("onnx", reason="model quests' tests build ONNX graphs (dev extra)")
-pytest.importorskip("onnxruntime", reason="the server runs models on ONNX Runtime (dev extra)")
-pytest.importorskip("onnxscript", reason="cnnlab export needs onnxscript (dev extra)")
-
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 DIGITS = [str(d) for d in range(10)]
 DAILY_LIMIT = 5

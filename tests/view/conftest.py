@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import fastapi  # noqa: F401  (cnnlab imports the server's packages inside view/)
 import pytest
 import torch
 
 import cnnlab
 from cnnlab.train import default_config
-
-pytest.importorskip("fastapi")
 
 
 def pytest_configure(config):

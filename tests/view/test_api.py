@@ -10,13 +10,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from fastapi import testclient
 from PIL import Image
 
 from cnnlab.train.predict import prepare_image
-
-testclient = pytest.importorskip("fastapi.testclient")
-
-from cnnlab.view.server import create_app  # noqa: E402
+from cnnlab.view.server import create_app
 
 UPLOAD_LIMIT = 4096
 

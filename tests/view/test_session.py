@@ -137,7 +137,6 @@ def test_wrongly_sized_pixels_are_refused(session):
 
 @pytest.mark.slow
 def test_an_export_predicts_on_its_runtime_with_the_layers_of_its_checkpoint(digits_run, tmp_path):
-    pytest.importorskip("onnxruntime")
     from cnnlab.deploy import ExportConfig, export_model, load_export
 
     run = tmp_path / "run"
