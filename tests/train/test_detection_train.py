@@ -23,9 +23,9 @@ from cnnlab.detect.scene_files import make_scenes
 from cnnlab.detect.scenes import SceneConfig
 from cnnlab.train import default_config, load_checkpoint, train
 
-pytestmark = pytest.mark.skipif(
+pytestmark = pytest.mark.requires(
     not os.path.isdir("/usr/share/datasets/fashion-mnist"),
-    reason="Debian's dataset-fashion-mnist is not installed (the scenes' source)",
+    "Debian's dataset-fashion-mnist (the scenes' source)",
 )
 
 SCENES = SceneConfig(
@@ -67,6 +67,16 @@ def test_training_reaches_the_stated_map_and_reports_it(trained, scenes):
     data = load_detection_data(scenes)
     again = evaluate_detector(detector_from_checkpoint(trained.run_dir), data.test, data.classes)
     assert again.metrics.map50 == pytest.approx(trained.test_map50, abs=2e-3)
+
+
+def test_evaluate_without_data_scores_the_scenes_the_run_trained_on(trained):
+    from typer.testing import CliRunner
+
+    from cnnlab.cli import app
+
+    result = CliRunner().invoke(app, ["evaluate", str(trained.run_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["map50"] == pytest.approx(trained.test_map50, abs=2e-3)
 
 
 def test_the_checkpoint_describes_a_detector_run(trained):

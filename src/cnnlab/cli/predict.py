@@ -116,6 +116,23 @@ def predict_command(
         raise typer.Exit(USAGE_EXIT)  # a file that is not an image is bad input
 
 
+def _trained_detection_folder(run: Path) -> str | None:
+    """The detection folder a detector's run trained on, from its report (small; the checkpoint
+    is read once, later); None for a classifier's run or a bare checkpoint file."""
+    import json
+
+    from cnnlab.train.checkpoint import REPORT_NAME, checkpoint_file
+
+    try:
+        report = json.loads((checkpoint_file(run).parent / REPORT_NAME).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    data = report.get("data") if isinstance(report, dict) else None
+    if isinstance(data, dict) and data.get("task") == "detect":
+        return data.get("source")
+    return None
+
+
 @user_errors(flags={"data_dir": "--data-dir", "batch_size": "--batch-size"})
 def evaluate_command(
     run: Annotated[
@@ -147,6 +164,8 @@ def evaluate_command(
     pycocotools, metrics.json and a precision-recall PNG in RUN/evaluate-DATA-SPLIT/."""
     from cnnlab.detect.datasets import is_detection_folder
 
+    if data is None:
+        data = _trained_detection_folder(run)  # a detector's own scenes; None for a classifier
     if data is not None and is_detection_folder(data):
         from cnnlab.cli.detect_evaluate import evaluate_detection
 

@@ -23,7 +23,6 @@ stopping, label smoothing, several processes (torchrun).
 from __future__ import annotations
 
 import copy
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from cnnlab.detect.loss import YoloHead, yolo_heads, yolo_loss
 from cnnlab.detect.metrics import DetectionMetrics
 from cnnlab.models import create_model
 from cnnlab.models.detectors import DETECTOR_MODELS
+from cnnlab.train.data import tensors_fingerprint
 
 # The most boxes per image NMS looks at when a run scores an epoch (the best by class score):
 # an early network passes Darknet's 0.005 threshold with nearly every anchor.
@@ -80,9 +80,9 @@ def check_detection_config(config: Any, distributed: bool) -> None:
     """Refuse the settings a detector's training does not apply, naming each."""
     refused = []
     if config.val_split:
-        refused.append(f"val_split={config.val_split!r} (--val-split; the test split is scored)")
+        refused.append(f"val_split={config.val_split!r} (the test split is scored)")
     if config.label_smoothing:
-        refused.append(f"label_smoothing={config.label_smoothing!r} (--label-smoothing)")
+        refused.append(f"label_smoothing={config.label_smoothing!r}")
     if distributed:
         refused.append("several processes (--nproc / torchrun)")
     if refused:
@@ -94,12 +94,8 @@ def check_detection_config(config: Any, distributed: bool) -> None:
 
 def detection_fingerprint(train: DetectionSet, test: DetectionSet) -> str:
     """SHA-256 of both splits' images, boxes, classes and offsets."""
-    digest = hashlib.sha256()
-    for part in (train, test):
-        for tensor in (part.images, part.boxes, part.labels, part.offsets):
-            digest.update(str(tuple(tensor.shape)).encode())
-            digest.update(tensor.contiguous().cpu().numpy().tobytes())
-    return digest.hexdigest()
+    parts = ((part.images, part.boxes, part.labels, part.offsets) for part in (train, test))
+    return tensors_fingerprint(*(tensor for part in parts for tensor in part))
 
 
 def load_detection_run_data(config: Any) -> Any:
