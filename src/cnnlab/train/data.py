@@ -27,15 +27,17 @@ def as_dataset(data: Any, *, name: str) -> Dataset | None:
 
 def data_fingerprint(dataset: Dataset) -> str:
     """SHA-256 of the images and labels (train, then test): the same data, the same digest."""
+    return tensors_fingerprint(
+        dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels
+    )
+
+
+def tensors_fingerprint(*tensors: torch.Tensor) -> str:
+    """SHA-256 of each tensor's shape and bytes, in order."""
     digest = hashlib.sha256()
-    for tensor in (
-        dataset.train_images,
-        dataset.train_labels,
-        dataset.test_images,
-        dataset.test_labels,
-    ):
+    for tensor in tensors:
         digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.contiguous().numpy().tobytes())
+        digest.update(tensor.contiguous().cpu().numpy().tobytes())
     return digest.hexdigest()
 
 

@@ -233,12 +233,7 @@ def _build(
         _seed_everything(config.seed)  # the model's initial weights
     else:
         stored = checkpoint["data"]
-        if stored.get("fingerprint", fingerprint) != fingerprint:
-            raise ValueError(
-                f"{source}: the run was trained on other data than {config.data!r} holds now "
-                f"(data fingerprint {stored['fingerprint'][:12]}..., now {fingerprint[:12]}...); "
-                "resume it with the data it started with"
-            )
+        _check_same_data(stored.get("fingerprint", fingerprint), fingerprint, source, config)
         if list(shape) != list(stored["shape"]) or classes != list(stored["classes"]):
             raise ValueError(
                 f"{source}: the run was trained on {config.data} with images "
@@ -319,6 +314,18 @@ def _build(
     return run
 
 
+def _check_same_data(
+    stored: str | None, fingerprint: str, source: Path | None, config: TrainConfig
+) -> None:
+    """Refuse to resume a run on data other than it started with (the fingerprints differ)."""
+    if stored != fingerprint:
+        raise ValueError(
+            f"{source}: the run was trained on other data than {config.data!r} holds now "
+            f"(data fingerprint {str(stored)[:12]}..., now {fingerprint[:12]}...); "
+            "resume it with the data it started with"
+        )
+
+
 def _run_state(
     config: TrainConfig,
     run_dir: Path,
@@ -391,12 +398,11 @@ def _build_detector(
     fingerprint = detection.detection_fingerprint(data.train, data.test)
     classes = list(data.classes)
     if checkpoint is not None:
-        stored = checkpoint["data"]
-        if stored.get("fingerprint") != fingerprint or classes != list(stored["classes"]):
+        _check_same_data(checkpoint["data"].get("fingerprint"), fingerprint, source, config)
+        if classes != list(checkpoint["data"]["classes"]):
             raise ValueError(
-                f"{source}: the run was trained on other data than {config.data!r} holds now "
-                f"(data fingerprint {str(stored.get('fingerprint'))[:12]}..., now "
-                f"{fingerprint[:12]}...); resume it with the data it started with"
+                f"{source}: the run was trained on the classes {checkpoint['data']['classes']}, "
+                f"but {config.data} now names {classes}; resume it with the data it started with"
             )
         model_kwargs = dict(checkpoint["model"]["kwargs"])
     else:
