@@ -1,5 +1,6 @@
 """The YOLOv3 loss: assignment and every term against hand-computed values, and training."""
 
+import itertools
 import math
 
 import pytest
@@ -51,6 +52,21 @@ def test_box_iou_by_hand():
     assert box_iou(a, b)[0].tolist() == pytest.approx([50 / 150, 0.0])
 
 
+def test_box_iou_of_batches_equals_each_pair_by_hand():
+    torch.manual_seed(0)
+    corners = torch.rand(2, 5, 2) * 50
+    a = torch.cat([corners, corners + torch.rand(2, 5, 2) * 30], -1)  # (N, P, 4)
+    b = torch.cat([corners[:, :3] + 5, corners[:, :3] + 25], -1)  # (N, M, 4)
+    b[1, 2] = torch.tensor([7.0, 7.0, 7.0, 9.0])  # no area: IoU 0, not NaN
+    iou = box_iou(a, b)
+    assert iou.shape == (2, 5, 3)
+    for n, p, m in itertools.product(range(2), range(5), range(3)):
+        (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2) = a[n, p].tolist(), b[n, m].tolist()
+        inter = max(0.0, min(ax2, bx2) - max(ax1, bx1)) * max(0.0, min(ay2, by2) - max(ay1, by1))
+        union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
+        assert iou[n, p, m].item() == pytest.approx(inter / union, abs=1e-6)
+
+
 def test_a_perfect_prediction_costs_nothing():
     parts = yolo_loss([perfect_map()], [HEAD], TARGET, (64, 64))
     assert parts.assigned == 1
@@ -96,6 +112,28 @@ def test_only_the_head_holding_the_best_anchor_trains_on_a_box():
     # The small head has no box: every one of its 64 cells is pushed to "no object".
     assert parts.objectness.item() == pytest.approx(64 * math.log(2), rel=1e-6)
     assert parts.classes.item() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_iou_thresh_lets_every_anchor_that_overlaps_enough_train_on_a_box():
+    # A 20x20 box against anchors 10x10 (shape IoU 100/400 = 0.25) and 30x30 (400/900 = 0.44):
+    # the 30x30 one is best; with iou_thresh 0.2 the 10x10 one trains on it too, even in the
+    # other head (AlexeyAB's rule), and at 0.3 it does not.
+    target = [torch.tensor([[1.0, 30.0, 14.0, 50.0, 34.0]])]  # centre (40, 24): cell (2, 1)
+    maps = [torch.zeros(1, 8, 8, 8), torch.zeros(1, 8, 4, 4)]
+    for thresh, assigned in ((1.0, 1), (0.3, 1), (0.2, 2)):
+        small = YoloHead(HEAD.anchors, mask=(0,), classes=3, iou_thresh=thresh)
+        large = YoloHead(HEAD.anchors, mask=(1,), classes=3, iou_thresh=thresh)
+        parts = yolo_loss(maps, [small, large], target, (64, 64))
+        assert parts.assigned == assigned, thresh
+        # All-zero maps: each assigned box costs 3 * log(2) of class cross-entropy.
+        assert parts.classes.item() == pytest.approx(assigned * 3 * math.log(2), rel=1e-6)
+    # The small head's anchor trains in its own cell (5, 3) of the 8x8 grid: its offset
+    # (40/8 - 5, 24/8 - 3) = (0, 0) and log(20/10) make its coordinate error.
+    parts = yolo_loss(maps, [small, large], target, (64, 64))
+    scale = 2 - 400 / 4096
+    small_error = scale * (2 * 0.5**2 + 2 * math.log(2) ** 2)
+    large_error = scale * (2 * (0.5 - 0.5) ** 2 + 2 * math.log(20 / 30) ** 2)
+    assert parts.coordinates.item() == pytest.approx(small_error + large_error, rel=1e-6)
 
 
 def test_an_empty_scene_trains_objectness_only():

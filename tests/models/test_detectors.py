@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from cnnlab.darknet import plan_network
 from cnnlab.darknet.table import format_table
@@ -41,3 +42,24 @@ def test_size_argument_resizes_the_maps():
     model = create_model("yolov3-tiny", size=320)
     heads = detection_heads(model.plan)
     assert [model.plan.layers[h.layer].output_shape[1:] for h in heads] == [(10, 10), (20, 20)]
+
+
+@pytest.mark.parametrize("name", ["yolo-scenes", "yolov3-tiny"])
+def test_an_untrained_detector_starts_from_few_objects_and_no_class(name):
+    # The prior biases: 8 objects per image spread over each head's cells, class 0.6 / 9.01.
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, size=256).eval()
+    with torch.no_grad():
+        maps = model(torch.rand(2, 3, 256, 256))
+    for raw in maps:
+        n, _, grid_h, grid_w = raw.shape
+        p = raw.view(n, 3, 15, grid_h, grid_w).sigmoid()
+        prior = 8 / (grid_h * grid_w)  # 0.125 on an 8x8 grid, 0.0078 on 32x32
+        assert p[:, :, 4].mean().item() == pytest.approx(prior, rel=0.5)
+        assert p[:, :, 5:].mean().item() == pytest.approx(0.6 / 9.01, rel=0.5)
+    # Without the priors the same network expects one object per anchor at probability 0.5.
+    head = model.layers[model.head_layers[0] - 1].conv
+    with torch.no_grad():
+        head.bias.zero_()
+        raw = model(torch.rand(2, 3, 256, 256))[0]
+    assert raw.view(2, 3, 15, *raw.shape[2:])[:, :, 4].sigmoid().mean() > 0.3

@@ -33,7 +33,7 @@ SCENES = SceneConfig(
     test_fraction=0.1, seed=3,
 )  # fmt: skip
 SETTINGS = {"epochs": 6, "batch_size": 16, "lr": 3e-3, "threads": 2, "seed": 0}
-MAP50_AT_LEAST = 0.3  # measured 0.409 (mAP@[.5:.95] 0.178) on this 2-core machine, torch 2.13 CPU
+MAP50_AT_LEAST = 0.4  # measured 0.521 (mAP@[.5:.95] 0.276) on this 2-core machine, bf16 (AMX)
 
 
 @pytest.fixture(scope="module")

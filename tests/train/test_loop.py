@@ -12,6 +12,7 @@ import torch
 import cnnlab.train.loop as loop
 import cnnlab.train.report as report
 from cnnlab.data import Dataset, load_dataset
+from cnnlab.runtime.devices import fast_bf16
 from cnnlab.train import (
     TrainConfig,
     TrainingDiverged,
@@ -354,3 +355,24 @@ def test_unavailable_device_is_an_error_before_anything_is_written(tmp_path, mon
 def test_channels_last_must_be_a_bool_or_none(tmp_path):
     with pytest.raises(ValueError, match=r"Received: channels_last='yes'"):
         digits_config(tmp_path, channels_last="yes")
+
+
+CPUINFO = "processor\t: 0\nmodel name\t: Xeon\nflags\t\t: fpu sse2 avx2 avx512f {extra}\n\n"
+
+
+def test_fast_bf16_reads_the_cpus_bf16_flags():
+    cpu = torch.device("cpu")
+    assert fast_bf16(cpu, CPUINFO.format(extra="amx_tile amx_bf16"))
+    assert fast_bf16(cpu, CPUINFO.format(extra="avx512_bf16"))
+    assert not fast_bf16(cpu, CPUINFO.format(extra="avx512_vnni"))  # emulated bf16: slower
+    assert not fast_bf16(cpu, "processor\t: 0\n")  # no flags line
+    assert not fast_bf16(torch.device("meta"))
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_detector_trains_in_bf16_only_where_the_hardware_computes_it(monkeypatch, fast):
+    monkeypatch.setattr("cnnlab.train.recipes.fast_bf16", lambda device: fast)
+    assert default_config("yolo-scenes", "scenes").precision == ("bf16" if fast else "fp32")
+    # What the user asks for wins; classifiers keep fp32 either way.
+    assert default_config("yolo-scenes", "scenes", precision="fp32").precision == "fp32"
+    assert default_config("lenet-like", "digits").precision == "fp32"

@@ -63,7 +63,13 @@ StepsOption = Annotated[
     int | None, typer.Option(help="Stop after this many optimizer steps in all.")
 ]
 BatchSizeOption = Annotated[int | None, typer.Option("--batch-size", help="Images per step.")]
-PrecisionOption = Annotated[Precision | None, typer.Option(help="fp32, or bf16/fp16 autocast.")]
+PrecisionOption = Annotated[
+    Precision | None,
+    typer.Option(
+        help="fp32, or bf16/fp16 autocast. Default: fp32; for a detector bf16 where the device "
+        "computes bf16 in hardware (AMX/AVX-512 BF16 CPUs, recent GPUs)."
+    ),
+]
 DeviceOption = Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
 SeedOption = Annotated[int | None, typer.Option(help="Random seed: weights, order, augmentation.")]
 ThreadsOption = Annotated[int | None, typer.Option(help="CPU threads for torch.")]

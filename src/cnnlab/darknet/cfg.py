@@ -130,7 +130,7 @@ KEYS: dict[str, dict[str, str]] = {
     },
     "yolo": {
         **dict.fromkeys(("classes", "num", "max", "random"), INT),
-        **dict.fromkeys(("jitter", "ignore_thresh", "truth_thresh"), FLOAT),
+        **dict.fromkeys(("jitter", "ignore_thresh", "truth_thresh", "iou_thresh"), FLOAT),
         "mask": INTS,
         "map": TEXT,
         "anchors": FLOATS,

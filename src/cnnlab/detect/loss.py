@@ -9,7 +9,9 @@ class logits; the box they describe, in input pixels, is::
 
 Assignment (as Darknet's ``forward_yolo_layer``): each ground-truth box goes to the one anchor,
 over every head's anchors, whose shape (w, h, both centred) overlaps it best, in the cell holding
-its centre; only the head whose mask holds that anchor trains on it. Terms, summed over the
+its centre; only the head whose mask holds that anchor trains on it. With a head's
+``iou_thresh`` below 1 (AlexeyAB's Darknet, e.g. 0.213 in yolov4.cfg) every other anchor of the
+head whose shape overlaps the box by more than it trains on the box too. Terms, summed over the
 batch and divided by its size:
 
 - coordinates: squared error of sigmoid(tx), sigmoid(ty) against the centre's offset in its
@@ -37,12 +39,14 @@ TW_LIMIT = 8.0  # exp(8) ~ 3,000 anchor widths: beyond any image, and no overflo
 @dataclass(frozen=True)
 class YoloHead:
     """One ``[yolo]`` layer: every anchor of the network (w, h in input pixels), the indices of
-    this head's anchors (``mask``), the number of classes, and the ignore threshold."""
+    this head's anchors (``mask``), the number of classes, the ignore threshold, and the shape
+    overlap above which an anchor that is not the best one trains on a box too (1: never)."""
 
     anchors: tuple[tuple[float, float], ...]
     mask: tuple[int, ...]
     classes: int
     ignore_thresh: float = 0.7
+    iou_thresh: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.anchors or any(w <= 0 or h <= 0 for w, h in self.anchors):
@@ -81,14 +85,19 @@ def shape_iou(wh: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
 
 
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of corner boxes a (..., P, 4) and b (..., M, 4): (..., P, M)."""
-    left_top = torch.maximum(a[..., :, None, :2], b[..., None, :, :2])
-    right_bottom = torch.minimum(a[..., :, None, 2:], b[..., None, :, 2:])
-    inter = (right_bottom - left_top).clamp(min=0).prod(-1)
-    area_a = (a[..., 2:] - a[..., :2]).clamp(min=0).prod(-1)
-    area_b = (b[..., 2:] - b[..., :2]).clamp(min=0).prod(-1)
-    union = area_a[..., :, None] + area_b[..., None, :] - inter
-    return inter / union.clamp(min=1e-12)
+    """IoU of corner boxes a (..., P, 4) and b (..., M, 4): (..., P, M).
+
+    Computed coordinate by coordinate on (..., P, M) tensors, in place where it can be (the
+    loss's ignore rule calls it on every anchor of a batch against every box: 1.2 million
+    pairs a yolo-scenes step)."""
+    a_x1, a_y1, a_x2, a_y2 = (a[..., k, None] for k in range(4))  # (..., P, 1)
+    b_x1, b_y1, b_x2, b_y2 = (b[..., None, :, k] for k in range(4))  # (..., 1, M)
+    inter = torch.minimum(a_x2, b_x2).sub_(torch.maximum(a_x1, b_x1)).clamp_(min=0)
+    inter.mul_(torch.minimum(a_y2, b_y2).sub_(torch.maximum(a_y1, b_y1)).clamp_(min=0))
+    area_a = (a_x2 - a_x1).clamp_(min=0).mul_((a_y2 - a_y1).clamp_(min=0))
+    area_b = (b_x2 - b_x1).clamp_(min=0).mul_((b_y2 - b_y1).clamp_(min=0))
+    union = (area_a + area_b).sub_(inter).clamp_(min=1e-12)
+    return inter.div_(union)
 
 
 def yolo_loss(
@@ -116,11 +125,9 @@ def yolo_loss(
     centre = (boxes[..., :2] + boxes[..., 2:]) / 2
     size = (boxes[..., 2:] - boxes[..., :2]).clamp(min=1e-6)
     all_anchors = torch.tensor(heads[0].anchors, dtype=torch.float32, device=device)
-    best = (
-        shape_iou(size.reshape(-1, 2), all_anchors).argmax(1).reshape(valid.shape)
-        if valid.any()
-        else torch.zeros_like(truth[..., 0], dtype=torch.long)
-    )
+    # (N, M, all anchors): the overlap of each box's shape with each anchor's, and the best
+    shapes = shape_iou(size.reshape(-1, 2), all_anchors).reshape(*valid.shape, -1)
+    best = F.one_hot(shapes.argmax(-1), len(heads[0].anchors)).bool()
     zero = outputs[0].new_zeros(())
     coordinates, objectness, classes, assigned = zero, zero, zero, 0
     for output, head in zip(outputs, heads, strict=True):
@@ -145,13 +152,9 @@ def yolo_loss(
         else:
             ignore = torch.zeros(p.shape[:4], dtype=torch.bool, device=device)
 
-        # The boxes this head trains on, and where.
-        mask_index = torch.full((len(head.anchors),), -1, dtype=torch.long, device=device)
-        mask_index[list(head.mask)] = torch.arange(anchors, device=device)
-        slot = mask_index[best]  # (N, M): this head's anchor, or -1
-        mine = valid & (slot >= 0)
-        image, box = mine.nonzero(as_tuple=True)
-        a = slot[image, box]
+        # The boxes this head trains on, with which of its anchors, and where.
+        mine = best[..., list(head.mask)] | (shapes[..., list(head.mask)] > head.iou_thresh)
+        image, box, a = (mine & valid[..., None]).nonzero(as_tuple=True)
         cell = centre[image, box] / stride
         i = cell[:, 0].floor().long().clamp(0, grid_w - 1)
         j = cell[:, 1].floor().long().clamp(0, grid_h - 1)
@@ -238,7 +241,8 @@ def yolo_heads(plan) -> list[YoloHead]:
         flat = [float(v) for v in settings["anchors"]]
         anchors = tuple((flat[2 * n], flat[2 * n + 1]) for n in range(len(flat) // 2))
         ignore = float(layer.section.get("ignore_thresh", 0.5))  # Darknet's default
-        heads.append(YoloHead(anchors, tuple(settings["mask"]), settings["classes"], ignore))
+        iou = float(layer.section.get("iou_thresh", 1.0))  # AlexeyAB's Darknet's default: off
+        heads.append(YoloHead(anchors, tuple(settings["mask"]), settings["classes"], ignore, iou))
     if not heads:
         raise ValueError(f"{plan.cfg.source} has no [yolo] layer: expected a YOLOv3 detector")
     return heads

@@ -46,6 +46,31 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+# CPU flags (/proc/cpuinfo) of bfloat16 arithmetic in hardware, which oneDNN's kernels use.
+BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+
+
+def fast_bf16(device: torch.device, cpuinfo: str | None = None) -> bool:
+    """Whether ``device`` computes bfloat16 in hardware: a CUDA GPU that supports it, or a CPU
+    with AMX or AVX-512 BF16 (elsewhere bfloat16 is emulated, slower than float32).
+    ``cpuinfo`` is /proc/cpuinfo's text (read when not given)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as file:
+                cpuinfo = file.read()
+        except OSError:
+            return False
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return bool(BF16_CPU_FLAGS & set(value.split()))
+    return False
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued device work, so that a clock read afterwards measures it."""
     if device.type == "cuda":

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from cnnlab.models import get_model_spec
+from cnnlab.runtime.devices import fast_bf16, resolve_device
 from cnnlab.train.config import TrainConfig
 
 # Small models train in seconds per epoch: AdamW with a one-cycle schedule converges in a few
@@ -55,13 +56,15 @@ LARGE_CNN = {
 LARGE_CNN_NO_BATCHNORM = {**LARGE_CNN, "lr": 0.01}
 
 # Detectors (cnnlab.train.detection): AdamW with a one-cycle schedule, small batches of
-# scenes, boxes shifted (and flipped where label-safe) with their pixels.
+# scenes, boxes shifted (and flipped where label-safe) with their pixels; bf16 autocast where
+# the device computes bf16 in hardware (default_config), which made yolo-scenes' steps 1.8x
+# faster than float32 on this project's 2-core Xeon (AMX).
 DETECTOR = {
     "optimizer": "adamw",
     "lr": 2e-3,
     "schedule": "onecycle",
     "batch_size": 32,
-    "epochs": 10,
+    "epochs": 12,
     "weight_decay": 5e-4,
     "augment": True,
 }
@@ -92,7 +95,9 @@ def default_config(model: str, data: str, **overrides: Any) -> TrainConfig:
     """The recipe for ``model`` on ``data`` with ``overrides`` applied (``TrainConfig`` fields).
 
     Choosing another optimizer than the recipe's SGD turns Nesterov momentum off, unless
-    ``nesterov`` is given too (and then it is an error, as for any config).
+    ``nesterov`` is given too (and then it is an error, as for any config). A detector trains
+    in bf16 autocast where its device computes bf16 in hardware, else in fp32, unless
+    ``precision`` is given.
     """
     known = {f.name for f in fields(TrainConfig)} - {"model", "data"}
     unknown = sorted(set(overrides) - known)
@@ -102,6 +107,12 @@ def default_config(model: str, data: str, **overrides: Any) -> TrainConfig:
             f"Expected TrainConfig fields: {', '.join(sorted(known))}"
         )
     values = recipe(model)
+    if RECIPES.get(model) is DETECTOR and "precision" not in overrides:
+        try:
+            device = resolve_device(overrides.get("device", "auto"))
+        except ValueError:
+            device = torch.device("cpu")  # the config's own check names a bad device
+        values["precision"] = "bf16" if fast_bf16(device) else "fp32"
     if overrides.get("optimizer", values["optimizer"]) != "sgd" and "nesterov" not in overrides:
         values.pop("nesterov", None)
     values.update(overrides)
