@@ -141,7 +141,8 @@ def yolo_loss(
         p = output.float().view(n, anchors, 5 + head.classes, grid_h, grid_w)
         p = p.permute(0, 1, 3, 4, 2)  # (N, A, H, W, 5 + C)
         stride = torch.tensor([in_w / grid_w, in_h / grid_h], device=device)
-        head_anchors = all_anchors[list(head.mask)]  # (A, 2)
+        mask = list(head.mask)
+        head_anchors = all_anchors[mask]  # (A, 2)
         predicted = _decode(p, stride, head_anchors)  # (N, A, H, W, 4) corners
 
         # Which predictions to leave alone: already overlapping a ground truth enough.
@@ -153,7 +154,7 @@ def yolo_loss(
             ignore = torch.zeros(p.shape[:4], dtype=torch.bool, device=device)
 
         # The boxes this head trains on, with which of its anchors, and where.
-        mine = best[..., list(head.mask)] | (shapes[..., list(head.mask)] > head.iou_thresh)
+        mine = best[..., mask] | (shapes[..., mask] > head.iou_thresh)
         image, box, a = (mine & valid[..., None]).nonzero(as_tuple=True)
         cell = centre[image, box] / stride
         i = cell[:, 0].floor().long().clamp(0, grid_w - 1)

@@ -58,13 +58,7 @@ def fast_bf16(device: torch.device, cpuinfo: str | None = None) -> bool:
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     if device.type != "cpu":
         return False
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as file:
-                cpuinfo = file.read()
-        except OSError:
-            return False
-    for line in cpuinfo.splitlines():
+    for line in (_cpuinfo() if cpuinfo is None else cpuinfo).splitlines():
         key, _, value = line.partition(":")
         if key.strip() == "flags":
             return bool(BF16_CPU_FLAGS & set(value.split()))
@@ -80,14 +74,20 @@ def synchronize(device: torch.device) -> None:
 
 
 @functools.cache
+def _cpuinfo() -> str:
+    """The text of /proc/cpuinfo, read once ("" where there is none)."""
+    try:
+        return Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+@functools.cache
 def cpu_name() -> str:
     """The CPU's model name from /proc/cpuinfo, else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    for line in _cpuinfo().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
