@@ -88,7 +88,7 @@ class LayerSummary:
 
     index: int
     path: str  # the module's qualified name, e.g. "features.0"
-    module_type: str  # the PyTorch class, e.g. "Conv2d"
+    module_type: str  # the PyTorch class, e.g. "Conv2d", or the module's own ``summary_type``
     kind: LayerKind
     input_shape: tuple[int, ...]  # per sample, PyTorch order (C, H, W)
     output_shape: tuple[int, ...]
@@ -273,7 +273,8 @@ def summary(
         seen.add(id(module))
         row = dict(
             path=path,
-            module_type=type(module).__name__,
+            # a module may name its rows (Darknet's [yolo] and [region] are PassThrough modules)
+            module_type=getattr(module, "summary_type", None) or type(module).__name__,
             kind=kind,
             input_shape=in_shape,
             output_shape=out_shape,

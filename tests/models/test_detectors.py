@@ -63,3 +63,17 @@ def test_an_untrained_detector_starts_from_few_objects_and_no_class(name):
         head.bias.zero_()
         raw = model(torch.rand(2, 3, 256, 256))[0]
     assert raw.view(2, 3, 15, *raw.shape[2:])[:, :, 4].sigmoid().mean() > 0.3
+
+
+@pytest.mark.parametrize("name", ["yolov3-tiny", "yolo-scenes", "yolov2-tiny"])
+def test_the_darknet_style_summary_names_the_heads_as_darknet_does(name):
+    # `cnnlab summary --style darknet` prints a [yolo]/[region] row as Darknet's table does
+    # (it said "passthrough", the class of the module that returns the raw maps).
+    from cnnlab.summary import format_darknet, summarize
+
+    plan = create_model(name).plan
+    heads = [(layer.index, layer.kind) for layer in plan.layers if layer.kind in ("yolo", "region")]
+    rows = format_darknet(summarize(name)).splitlines()[1:]
+    for index, kind in heads:
+        assert rows[index].split()[:2] == [str(index), kind], rows[index]
+    assert not any("passthrough" in row for row in rows)

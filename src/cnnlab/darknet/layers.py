@@ -332,6 +332,7 @@ class PassThrough(nn.Module):
     def __init__(self, kind: str, **attributes) -> None:
         super().__init__()
         self.kind = kind
+        self.summary_type = kind  # `cnnlab summary` rows say yolo/region/cost, as Darknet does
         self.attributes = attributes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
