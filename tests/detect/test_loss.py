@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cnnlab.detect.loss import YoloHead, box_iou, shape_iou, yolo_loss
+from cnnlab.detect.loss import YoloHead, box_iou, shape_iou, yolo_heads, yolo_loss
+from cnnlab.models.detectors import DarknetDetector, scenes_cfg, yolov3_tiny
 
 # A 64x64 input, one head on a 4x4 grid (stride 16), two anchors, three classes.
 HEAD = YoloHead(anchors=((10.0, 10.0), (30.0, 30.0)), mask=(0, 1), classes=3)
@@ -136,6 +137,32 @@ def test_iou_thresh_lets_every_anchor_that_overlaps_enough_train_on_a_box():
     assert parts.coordinates.item() == pytest.approx(small_error + large_error, rel=1e-6)
 
 
+def test_cls_normalizer_weighs_the_class_term_and_nothing_else():
+    raw = perfect_map().view(1, 2, 8, 4, 4)
+    raw[0, 1, 0, 1, 2] = 1.0  # a coordinate error ...
+    raw[0, 1, 5 + 2, 1, 2] = 0.0  # ... the right class at probability 0.5 (log 2) ...
+    raw[0, 0, 4, 3, 3] = 0.0  # ... and an objectness error, as in test_each_term_by_hand
+    raw = raw.reshape(1, 16, 4, 4)
+    plain = yolo_loss([raw], [HEAD], TARGET, (64, 64))
+    heavy = YoloHead(HEAD.anchors, HEAD.mask, HEAD.classes, cls_normalizer=2.5)
+    parts = yolo_loss([raw], [heavy], TARGET, (64, 64))
+    assert parts.classes.item() == pytest.approx(2.5 * math.log(2), rel=1e-6)
+    assert plain.classes.item() == pytest.approx(math.log(2), rel=1e-6)
+    assert parts.coordinates.item() == pytest.approx(plain.coordinates.item(), rel=1e-9)
+    assert parts.objectness.item() == pytest.approx(plain.objectness.item(), rel=1e-9)
+
+
+def test_yolo_heads_read_alexeyabs_keys_from_the_cfg():
+    # pjreddie's cfg files have neither key: both default to off (1).
+    heads = yolo_heads(yolov3_tiny(num_classes=3, size=64).plan)
+    assert {(h.iou_thresh, h.cls_normalizer) for h in heads} == {(1, 1)}
+    text = scenes_cfg(classes=3, channels=1, size=64)
+    assert "iou_thresh=0.5" in text and "cls_normalizer=2.0" in text
+    text = text.replace("cls_normalizer=2.0", "cls_normalizer=3.5")
+    heads = yolo_heads(DarknetDetector(text, "test").plan)
+    assert [(h.iou_thresh, h.cls_normalizer, h.classes) for h in heads] == [(0.5, 3.5, 3)] * 2
+
+
 def test_an_empty_scene_trains_objectness_only():
     parts = yolo_loss([torch.zeros(2, 16, 4, 4)], [HEAD], [torch.zeros(0, 5)] * 2, (64, 64))
     assert parts.assigned == 0 and parts.coordinates.item() == 0.0
@@ -149,6 +176,8 @@ def test_bad_input_is_named():
         yolo_loss([torch.zeros(1, 16, 4, 4)], [HEAD], [torch.zeros(4)], (64, 64))
     with pytest.raises(ValueError, match="mask must index the 2 anchors"):
         YoloHead(HEAD.anchors, mask=(2,), classes=3)
+    with pytest.raises(ValueError, match=r"cls_normalizer must be a number >= 0.*=-1"):
+        YoloHead(HEAD.anchors, mask=(0,), classes=3, cls_normalizer=-1)
 
 
 def test_gradient_descent_finds_the_box():

@@ -130,7 +130,9 @@ KEYS: dict[str, dict[str, str]] = {
     },
     "yolo": {
         **dict.fromkeys(("classes", "num", "max", "random"), INT),
-        **dict.fromkeys(("jitter", "ignore_thresh", "truth_thresh", "iou_thresh"), FLOAT),
+        **dict.fromkeys(
+            ("jitter", "ignore_thresh", "truth_thresh", "iou_thresh", "cls_normalizer"), FLOAT
+        ),
         "mask": INTS,
         "map": TEXT,
         "anchors": FLOATS,

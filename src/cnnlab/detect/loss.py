@@ -21,7 +21,8 @@ batch and divided by its size:
   whose decoded box already overlaps a ground truth by more than ``ignore_thresh`` (IoU), which
   are not pushed towards 0 (Darknet's ignore rule);
 - classes: binary cross-entropy of each class logit (sigmoid, not softmax: YOLOv3) where a box
-  is assigned.
+  is assigned, times the head's ``cls_normalizer`` (AlexeyAB's Darknet's [yolo] key, default 1:
+  it scales the class deltas the same way).
 """
 
 from __future__ import annotations
@@ -39,14 +40,16 @@ TW_LIMIT = 8.0  # exp(8) ~ 3,000 anchor widths: beyond any image, and no overflo
 @dataclass(frozen=True)
 class YoloHead:
     """One ``[yolo]`` layer: every anchor of the network (w, h in input pixels), the indices of
-    this head's anchors (``mask``), the number of classes, the ignore threshold, and the shape
-    overlap above which an anchor that is not the best one trains on a box too (1: never)."""
+    this head's anchors (``mask``), the number of classes, the ignore threshold, the shape
+    overlap above which an anchor that is not the best one trains on a box too (1: never), and
+    the weight of the class term."""
 
     anchors: tuple[tuple[float, float], ...]
     mask: tuple[int, ...]
     classes: int
     ignore_thresh: float = 0.7
     iou_thresh: float = 1.0
+    cls_normalizer: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.anchors or any(w <= 0 or h <= 0 for w, h in self.anchors):
@@ -59,6 +62,11 @@ class YoloHead:
             )
         if self.classes < 1:
             raise ValueError(f"classes must be at least 1. Received: classes={self.classes!r}")
+        if not self.cls_normalizer >= 0:
+            raise ValueError(
+                "cls_normalizer must be a number >= 0. "
+                f"Received: cls_normalizer={self.cls_normalizer!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -179,7 +187,7 @@ def yolo_loss(
             wh_error = (chosen[:, 2:4] - log_wh).pow(2).sum(1)
             coordinates = coordinates + ((xy_error + wh_error) * scale).sum()
             one_hot = F.one_hot(truth[image, box, 0].long(), head.classes).float()
-            classes = classes + F.binary_cross_entropy_with_logits(
+            classes = classes + head.cls_normalizer * F.binary_cross_entropy_with_logits(
                 chosen[:, 5:], one_hot, reduction="sum"
             )
             assigned += int(image.numel())
@@ -227,7 +235,8 @@ def _padded_targets(targets: Sequence[torch.Tensor], device: torch.device) -> to
 
 def yolo_heads(plan) -> list[YoloHead]:
     """The ``[yolo]`` layers of a planned network (``cnnlab.darknet.network.NetworkPlan``) as
-    loss heads: all anchors, the mask, classes and ``ignore_thresh`` of each, in order."""
+    loss heads: all anchors, the mask, classes, ``ignore_thresh``, ``iou_thresh`` and
+    ``cls_normalizer`` of each, in order."""
     heads = []
     for layer in plan.layers:
         if layer.kind == "region":
@@ -243,7 +252,9 @@ def yolo_heads(plan) -> list[YoloHead]:
         anchors = tuple((flat[2 * n], flat[2 * n + 1]) for n in range(len(flat) // 2))
         ignore = float(layer.section.get("ignore_thresh", 0.5))  # Darknet's default
         iou = float(layer.section.get("iou_thresh", 1.0))  # AlexeyAB's Darknet's default: off
-        heads.append(YoloHead(anchors, tuple(settings["mask"]), settings["classes"], ignore, iou))
+        cls = float(layer.section.get("cls_normalizer", 1.0))  # AlexeyAB's default
+        mask, classes = tuple(settings["mask"]), settings["classes"]
+        heads.append(YoloHead(anchors, mask, classes, ignore, iou, cls))
     if not heads:
         raise ValueError(f"{plan.cfg.source} has no [yolo] layer: expected a YOLOv3 detector")
     return heads
