@@ -332,8 +332,12 @@ class PassThrough(nn.Module):
     def __init__(self, kind: str, **attributes) -> None:
         super().__init__()
         self.kind = kind
-        self.summary_type = kind  # `cnnlab summary` rows say yolo/region/cost, as Darknet does
         self.attributes = attributes
+
+    @property
+    def summary_type(self) -> str:
+        """What `cnnlab summary` rows call this layer: yolo, region or cost, as Darknet does."""
+        return self.kind
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
