@@ -41,14 +41,14 @@ SCRIPT_NAMES = (
 import uvicorn  # noqa: E402
 from playwright import sync_api  # noqa: E402  (the dev extra)
 
-pytestmark = pytest.mark.requires(
+REQUIRES_CHROMIUM = pytest.mark.requires(
     not CHROMIUM.is_file(), "Debian's chromium (/usr/bin/chromium, apt install chromium)"
 )
 
 from cnnlab.quest import db as quest_db  # noqa: E402
 from cnnlab.quest.server import create_app  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [REQUIRES_CHROMIUM, pytest.mark.slow]
 
 
 class Site:

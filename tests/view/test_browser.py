@@ -35,13 +35,13 @@ OUTPUT = Path("/tmp/cnnlab-view")
 import uvicorn  # noqa: E402
 from playwright import sync_api  # noqa: E402  (the dev extra)
 
-pytestmark = pytest.mark.requires(
+REQUIRES_CHROMIUM = pytest.mark.requires(
     not CHROMIUM.is_file(), "Debian's chromium (/usr/bin/chromium, apt install chromium)"
 )
 
 from cnnlab.view.server import bind, create_app  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [REQUIRES_CHROMIUM, pytest.mark.slow]
 expect = sync_api.expect
 
 
@@ -240,6 +240,34 @@ def test_slide_mode_reproduces_the_lectures_examples_cell_by_cell(page):
     page.click("#slide-next")
     expect(page.locator("#slide-at")).to_contain_text("of 3\u00d73")
     expect(result).to_have_text(str(5 * 56 - (0 + 113 + 139 + 54)))  # window at (0, 2), by hand
+
+
+# The page's fetch, with the first /api/slide answer held back 400 ms: two requests in flight,
+# answered out of order, as a busy server or network answers them.
+SLOW_FIRST_SLIDE = """() => {
+  const real = window.fetch;
+  let calls = 0;
+  window.slideAnswers = 0;
+  window.fetch = async (path, init) => {
+    const first = path === "/api/slide" && calls++ === 0;
+    const response = await real(path, init);
+    if (first) await new Promise((done) => setTimeout(done, 400));
+    if (path === "/api/slide") window.slideAnswers += 1;
+    return response;
+  };
+}"""
+
+
+def test_slide_mode_draws_the_newest_request_when_answers_overtake(page):
+    page.click("#tab-slide")
+    result = page.locator("#slide-result")
+    expect(result).to_have_text("114")
+    page.evaluate(SLOW_FIRST_SLIDE)
+    page.dispatch_event("#slide-stride", "change")  # asks for cell (0, 0), answered last
+    page.click("#slide-next")  # asks for cell (0, 1), answered first
+    page.wait_for_function("window.slideAnswers === 2")
+    expect(page.locator("#slide-at")).to_contain_text("cell (0, 1) of 5\u00d75")
+    expect(result).to_have_text("328")
 
 
 def png(pixels: np.ndarray) -> bytes:

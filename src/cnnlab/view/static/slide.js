@@ -57,7 +57,10 @@ function togglePlay() {
   }
 }
 
+// Requests can overtake one another (a Next click right after a changed field sends two): only
+// the newest one's answer is drawn, so the page never ends on an older cell.
 async function slideTo(at) {
+  const request = ++state.slide.requests;
   const example = currentExample();
   const body = {
     example: example.name,
@@ -70,12 +73,13 @@ async function slideTo(at) {
   else body.size = Number($("slide-size").value);
   try {
     const trace = await api("/api/slide", body);
+    if (request !== state.slide.requests) return;
     $("slide-message").textContent = "";
     state.slide.at = trace.at;
     state.slide.shape = trace.output_shape;
     renderSlide(trace);
   } catch (error) {
-    $("slide-message").textContent = error.message;
+    if (request === state.slide.requests) $("slide-message").textContent = error.message;
   }
 }
 

@@ -21,7 +21,7 @@ const state = {
   updates: 0,
   top: [],
   testStart: 0,
-  slide: { at: [0, 0], shape: null, timer: null, examples: [] },
+  slide: { at: [0, 0], shape: null, timer: null, examples: [], requests: 0 },
 };
 window.cnnlabView = state; // for scripts and tests: read-only use
 
