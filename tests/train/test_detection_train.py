@@ -79,6 +79,18 @@ def test_evaluate_without_data_scores_the_scenes_the_run_trained_on(trained):
     assert json.loads(result.output)["map50"] == pytest.approx(trained.test_map50, abs=2e-3)
 
 
+def test_evaluate_asks_a_detector_run_for_detection_data(trained):
+    from typer.testing import CliRunner
+
+    from cnnlab.cli import app
+
+    for data in ("fashion-mnist", str(trained.run_dir / "nonexistent")):
+        result = CliRunner().invoke(app, ["evaluate", str(trained.run_dir), "--data", data])
+        assert result.exit_code == 2, result.output
+        assert "holds a detector: --data must be a folder of detection data" in result.output
+        assert f"Received: --data={data}" in result.output
+
+
 def test_the_checkpoint_describes_a_detector_run(trained):
     checkpoint = load_checkpoint(trained.run_dir)
     assert checkpoint["data"]["task"] == "detect"
