@@ -14,6 +14,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cnnlab.cli.predict import evaluate_command, predict_command
+from cnnlab.darknet.convert import load_run_model
 from cnnlab.data import load_dataset
 from cnnlab.models import create_model
 from cnnlab.train.predict import (
@@ -172,8 +173,11 @@ def test_load_refuses_the_weights_of_another_model(tmp_path):
     mlp = create_model("mlp", width=16)
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(path, "lenet-like", state_dict=mlp.state_dict())
-    with pytest.raises(ValueError, match=r"checkpoint\.pt is from another model.*'lenet-like'"):
+    refusal = r"checkpoint\.pt is from another model: its weights do not fit 'lenet-like'"
+    with pytest.raises(ValueError, match=refusal):
         load(path, device="cpu")
+    with pytest.raises(ValueError, match=refusal):  # `cnnlab darknet export` reads it too
+        load_run_model(path)
 
 
 def test_load_refuses_an_unknown_device(run_dir):

@@ -39,8 +39,10 @@ from cnnlab.train.checkpoint import (
     CHECKPOINT_NAME,
     FORMAT,
     VERSION,
+    checkpoint_file,
     load_checkpoint,
     new_run_dir,
+    rebuild_model,
     save_checkpoint,
 )
 from cnnlab.train.config import TrainConfig
@@ -175,8 +177,7 @@ def load_run_model(path: str | os.PathLike[str]) -> RunModel:
     its weights, classes and normalisation; clear errors for an incomplete checkpoint."""
     checkpoint = load_checkpoint(path)
     try:
-        info, data = checkpoint["model"], checkpoint["data"]
-        name, kwargs = info["name"], dict(info["kwargs"])
+        data = checkpoint["data"]
         classes = [str(c) for c in data["classes"]]
         normalization = data.get("normalization") or {"mean": [0.0], "std": [1.0]}
         mean = tuple(float(v) for v in normalization["mean"])
@@ -191,13 +192,7 @@ def load_run_model(path: str | os.PathLike[str]) -> RunModel:
             f"{path}: its data normalization must give one mean and one positive std per "
             f"channel. Received: mean={list(mean)}, std={list(std)}"
         )
-    get_model_spec(name)  # an unknown name gets "did you mean"
-    model = create_model(name, **kwargs)
-    try:
-        model.load_state_dict(checkpoint["state_dict"])
-    except (RuntimeError, KeyError) as error:
-        first = str(error).strip().splitlines()[0]
-        raise ValueError(f"{path}: its weights do not fit {name!r}: {first}") from None
+    model = rebuild_model(checkpoint, checkpoint_file(path))
     if all(m == 0 for m in mean) and all(s == 1 for s in std):
         return RunModel(model.eval(), classes)
     return RunModel(model.eval(), classes, mean, std)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnlab.models import create_model
 from cnnlab.runtime.files import (
     atomic_write,
     default_output_dir,
@@ -152,6 +153,33 @@ def load_checkpoint(
             f"Received: model={expect_model!r}"
         )
     return checkpoint
+
+
+def rebuild_model(checkpoint: dict[str, Any], file: str | os.PathLike[str]) -> nn.Module:
+    """The zoo model a checkpoint read by ``load_checkpoint`` (from ``file``) names, built with
+    its arguments and holding its weights; clear errors where they do not fit."""
+    try:
+        name, kwargs = checkpoint["model"]["name"], dict(checkpoint["model"]["kwargs"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(
+            f"{file} is an incomplete cnnlab checkpoint: cannot read its model description "
+            f"({type(error).__name__}: {error})"
+        ) from None
+    try:
+        model = create_model(name, **kwargs)
+    except ValueError as error:
+        raise ValueError(f"{file}: cannot rebuild its model: {error}") from None
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except (RuntimeError, KeyError, TypeError, AttributeError) as error:
+        detail = str(error).strip().splitlines()
+        reason = " ".join(line.strip() for line in detail[1:3]) or type(error).__name__
+        reason = reason if len(reason) <= 400 else reason[:400] + " ..."
+        raise ValueError(
+            f"{file} is from another model: its weights do not fit {name!r} "
+            f"(built with {kwargs or 'the default arguments'}): {reason}"
+        ) from None
+    return model
 
 
 def capture_rng(device: torch.device) -> dict[str, Any]:

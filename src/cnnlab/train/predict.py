@@ -25,10 +25,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import nn
 
 from cnnlab.data.device import InputAdapter, Normalization, preprocess
-from cnnlab.models import create_model
 from cnnlab.runtime.devices import resolve_device, synchronize
 from cnnlab.runtime.files import atomic_write
-from cnnlab.train.checkpoint import checkpoint_file, load_checkpoint
+from cnnlab.train.checkpoint import checkpoint_file, load_checkpoint, rebuild_model
 
 # What a folder given to predict_files contributes: the files Pillow reads by these names.
 IMAGE_SUFFIXES = frozenset(
@@ -103,7 +102,7 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "auto") -
     checkpoint = load_checkpoint(file, map_location="cpu")
     try:
         info, data = checkpoint["model"], checkpoint["data"]
-        name, kwargs = info["name"], dict(info["kwargs"])
+        name = info["name"]
         model_shape = tuple(int(v) for v in info["input_shape"])
         data_shape = tuple(int(v) for v in data["shape"])
         normalization = Normalization(
@@ -116,20 +115,7 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "auto") -
             f"description ({type(error).__name__}: {error})"
         ) from None
     target = _device(device)
-    try:
-        model = create_model(name, **kwargs)
-    except ValueError as error:
-        raise ValueError(f"{file}: cannot rebuild its model: {error}") from None
-    try:
-        model.load_state_dict(checkpoint["state_dict"])
-    except (RuntimeError, KeyError, TypeError, AttributeError) as error:
-        detail = str(error).strip().splitlines()
-        reason = " ".join(line.strip() for line in detail[1:3]) or type(error).__name__
-        reason = reason if len(reason) <= 400 else reason[:400] + " ..."
-        raise ValueError(
-            f"{file} is from another model: its weights do not fit {name!r} "
-            f"(built with {kwargs or 'the default arguments'}): {reason}"
-        ) from None
+    model = rebuild_model(checkpoint, file)
     model.to(target).eval()
     return Predictor(
         model=model,
