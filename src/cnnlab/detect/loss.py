@@ -151,11 +151,13 @@ def yolo_loss(
         stride = torch.tensor([in_w / grid_w, in_h / grid_h], device=device)
         mask = list(head.mask)
         head_anchors = all_anchors[mask]  # (A, 2)
-        predicted = _decode(p, stride, head_anchors)  # (N, A, H, W, 4) corners
 
-        # Which predictions to leave alone: already overlapping a ground truth enough.
+        # Which predictions to leave alone: already overlapping a ground truth enough (a mask,
+        # no gradient: decoded without autograd's bookkeeping).
         if valid.any():
-            iou = box_iou(predicted.reshape(n, -1, 4).detach(), boxes)  # (N, P, M)
+            with torch.no_grad():
+                predicted = _decode(p, stride, head_anchors)  # (N, A, H, W, 4) corners
+                iou = box_iou(predicted.reshape(n, -1, 4), boxes)  # (N, P, M)
             iou = iou.masked_fill(~valid[:, None, :], 0.0)
             ignore = (iou.max(-1).values > head.ignore_thresh).view(n, anchors, grid_h, grid_w)
         else:
