@@ -23,7 +23,7 @@ import torch
 
 from cnnlab.bench.catalog import DeviceSpec, load_catalog, match_device
 from cnnlab.runtime.context import git_commit
-from cnnlab.runtime.devices import cpu_name
+from cnnlab.runtime.devices import cpu_flags, cpu_name
 from cnnlab.runtime.version import __version__
 
 REPORT_FORMAT = "cnnlab-machine-report"
@@ -246,12 +246,8 @@ def parse_cpuinfo(
         core_count = sum(v for v in per_socket.values() if v is not None) or None
     else:
         core_count = len(cores) or None
-    if "flags" in first:
-        flags, features = frozenset(first["flags"].split()), X86_FEATURES
-    elif "Features" in first:
-        flags, features = frozenset(first["Features"].split()), ARM_FEATURES
-    else:
-        flags, features = frozenset(), {}
+    flags = cpu_flags(text)
+    features = X86_FEATURES if "flags" in first else ARM_FEATURES if "Features" in first else {}
     model = next(
         (
             everything[key]

@@ -58,11 +58,17 @@ def fast_bf16(device: torch.device, cpuinfo: str | None = None) -> bool:
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     if device.type != "cpu":
         return False
+    return bool(BF16_CPU_FLAGS & cpu_flags(cpuinfo))
+
+
+def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
+    """The CPU's feature flags: the first ``flags`` (x86) or ``Features`` (Arm) line of
+    /proc/cpuinfo's text ``cpuinfo`` (read when not given); empty where it has neither."""
     for line in (_cpuinfo() if cpuinfo is None else cpuinfo).splitlines():
         key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return bool(BF16_CPU_FLAGS & set(value.split()))
-    return False
+        if key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return frozenset()
 
 
 def synchronize(device: torch.device) -> None:
