@@ -59,7 +59,7 @@ from cnnlab.detect.detector import (
 from cnnlab.detect.scene_files import encode_png
 from cnnlab.detect.scenes import SceneConfig, generate_split
 from cnnlab.models import create_model
-from cnnlab.runtime.contention import CpuCounters, others_cpu_share
+from cnnlab.runtime.contention import CpuCounters, others_cpu_share, steal_cpu_share
 from cnnlab.runtime.context import software_context
 from cnnlab.runtime.devices import cpu_name
 from cnnlab.runtime.files import write_json
@@ -291,17 +291,20 @@ def main(argv: list[str] | None = None) -> int:
             {"model": name, "input": [c, h, w], "source": input_kind, "images_used": images,
              "weights": weights, **row}
         )  # fmt: skip
-    share = others_cpu_share(counters, CpuCounters.read())
+    end = CpuCounters.read()
+    share, steal = others_cpu_share(counters, end), steal_cpu_share(counters, end)
     load = {
         "loadavg_before": list(load_before),
         "loadavg_after": list(os.getloadavg()),
         "others_cpu_share": share,
+        "steal_cpu_share": steal,  # the part of others' share the hypervisor took
         "wait": quiet,
     }
     print(f"batch 1, {args.threads} threads, {repeats} repeats, {cpu_name()}")
     print(
         f"load average {load_before[0]:.2f} before, {load['loadavg_after'][0]:.2f} after"
         + (f"; other processes used {share:.0%} of the CPUs" if share is not None else "")
+        + (f" ({steal:.0%} steal time: the hypervisor's)" if steal else "")
     )
     print(
         f"{'model':<13}{'input':>10}  {'from':<12}{'FPS':>7}{'ms/image':>10}{'forward ms':>12}"

@@ -7,6 +7,7 @@ import math
 import os
 import statistics
 import time
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -33,7 +34,7 @@ from cnnlab.bench.ceilings import (
 )
 from cnnlab.bench.datasheet import compare_to_datasheet
 from cnnlab.cli.bench import bench_app
-from cnnlab.runtime.contention import CpuCounters, busy_note, others_cpu_share
+from cnnlab.runtime.contention import CpuCounters, busy_note, others_cpu_share, steal_cpu_share
 from cnnlab.runtime.devices import matmul_tf32, tf32_enabled
 
 runner = CliRunner()
@@ -107,6 +108,15 @@ def test_the_share_other_processes_took_by_hand():
     assert others_cpu_share(None, end) is None and others_cpu_share(end, end) is None
     assert "other processes used 30% of their time" in busy_note(0.3)
     assert busy_note(0.05) is None and busy_note(None) is None
+    # of the others' 6 s, 5 s were steal time: the hypervisor's, 25 % of the 20 s
+    start, end = replace(start, steal=2.0), replace(end, steal=7.0)
+    assert others_cpu_share(start, end) == pytest.approx(0.3)
+    assert steal_cpu_share(start, end) == pytest.approx(0.25)
+    assert steal_cpu_share(None, end) is None and steal_cpu_share(end, end) is None
+    assert "used 30% of their time during the measurement (25% of it steal time" in busy_note(
+        0.3, 0.25
+    )
+    assert "steal" not in busy_note(0.3, 0.0) and busy_note(0.05, 0.05) is None
 
 
 class FakeProcStat:
@@ -134,6 +144,7 @@ def test_cpu_counters_from_proc_stat_by_hand(monkeypatch):
     counters = CpuCounters.read()
     assert counters.busy == pytest.approx((100 + 20 + 30 + 6 + 7 + 8) / tick)  # 171 ticks
     assert counters.total == pytest.approx((171 + 400 + 50) / tick)  # plus idle and iowait
+    assert counters.steal == pytest.approx(8 / tick)  # the eighth number
     assert before <= counters.own <= time.process_time()  # this process's CPU time
     monkeypatch.setattr(contention_module, "Path", FakeProcStat(None))  # not Linux
     assert CpuCounters.read() is None

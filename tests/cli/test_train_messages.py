@@ -14,8 +14,9 @@ runner = CliRunner()
 
 @pytest.fixture
 def busy_cpus(monkeypatch):
-    """Other processes took 60% of the CPUs during the run."""
+    """Other processes took 60% of the CPUs during the run, the hypervisor 45% (steal)."""
     monkeypatch.setattr(cnnlab.cli.train, "others_cpu_share", lambda start, end: 0.6)
+    monkeypatch.setattr(cnnlab.cli.train, "steal_cpu_share", lambda start, end: 0.45)
 
 
 def test_train_stopped_by_steps_says_how_many_steps(tmp_path):
@@ -33,6 +34,7 @@ def test_a_run_on_shared_cpus_warns_and_suggests_threads(tmp_path, busy_cpus, co
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1, result.stderr
     assert "other processes used 60%" in warnings[0]
+    assert "(45% of it steal time: the hypervisor ran other virtual machines" in warnings[0]
     assert "try --threads 1 (this run used 2)" in warnings[0]
 
 

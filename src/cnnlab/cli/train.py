@@ -31,7 +31,12 @@ from cnnlab.cli.train_distributed import (
     prints_result,
     running_distributed,
 )
-from cnnlab.runtime.contention import CpuCounters, busy_note, others_cpu_share
+from cnnlab.runtime.contention import (
+    CpuCounters,
+    busy_note,
+    others_cpu_share,
+    steal_cpu_share,
+)
 from cnnlab.runtime.files import RUNS_FOLDER
 from cnnlab.train import (
     TrainingDiverged,
@@ -137,7 +142,8 @@ def warn_if_cpus_shared(start: CpuCounters | None, device: str, threads: object)
     the CPUs meanwhile (the timings are then slow and noisy), with what to try."""
     if not device.startswith("cpu"):
         return
-    note = busy_note(others_cpu_share(start, CpuCounters.read()))
+    end = CpuCounters.read()
+    note = busy_note(others_cpu_share(start, end), steal_cpu_share(start, end))
     if note is not None:
         print_warning(
             f"{note}. Next to a busy process fewer threads are often faster: try --threads 1 "

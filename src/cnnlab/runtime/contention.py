@@ -3,7 +3,8 @@
 A CPU timing taken while other processes run is slower and noisier; on this project's 2-core
 machines two threads next to one busy process ran 2 to 12 times slower. ``CpuCounters`` reads
 the whole machine's and this process's CPU time (Linux /proc/stat); ``others_cpu_share`` turns
-two readings into the share others used, and ``busy_note`` into a warning when it is high.
+two readings into the share others used (``steal_cpu_share``: the part a virtual machine's
+hypervisor gave to other machines), and ``busy_note`` into a warning when it is high.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class CpuCounters:
     busy: float  # user, nice, system, irq, softirq and steal (time the hypervisor took)
     total: float  # the same plus idle and iowait
     own: float  # this process, all its threads
+    steal: float = 0.0  # of busy: time the hypervisor gave other virtual machines
 
     @classmethod
     def read(cls) -> CpuCounters | None:
@@ -32,7 +34,7 @@ class CpuCounters:
             return None
         tick = os.sysconf("SC_CLK_TCK")
         busy = user + nice + system + irq + softirq + steal
-        return cls(busy / tick, (busy + idle + iowait) / tick, time.process_time())
+        return cls(busy / tick, (busy + idle + iowait) / tick, time.process_time(), steal / tick)
 
 
 def others_cpu_share(start: CpuCounters | None, end: CpuCounters | None) -> float | None:
@@ -44,14 +46,29 @@ def others_cpu_share(start: CpuCounters | None, end: CpuCounters | None) -> floa
     return min(1.0, max(0.0, others / (end.total - start.total)))
 
 
+def steal_cpu_share(start: CpuCounters | None, end: CpuCounters | None) -> float | None:
+    """The share of all CPUs' time between two readings that the hypervisor gave to other
+    virtual machines (steal time, part of ``others_cpu_share``): a host busy outside this VM."""
+    if start is None or end is None or end.total <= start.total:
+        return None
+    return min(1.0, max(0.0, (end.steal - start.steal) / (end.total - start.total)))
+
+
 BUSY_SHARE = 0.1  # others' share of the CPUs above which a result warns that the CPU was shared
 
 
-def busy_note(share: float | None) -> str | None:
-    """A warning when other processes used more than ``BUSY_SHARE`` of the CPUs, else None."""
+def busy_note(share: float | None, steal: float | None = None) -> str | None:
+    """A warning when other processes used more than ``BUSY_SHARE`` of the CPUs, else None;
+    ``steal`` (``steal_cpu_share``) says how much of that the hypervisor took."""
     if share is None or share <= BUSY_SHARE:
         return None
+    hypervisor = (
+        f" ({steal:.0%} of it steal time: the hypervisor ran other virtual machines on them)"
+        if steal is not None and steal >= 0.005
+        else ""
+    )
     return (
         f"the CPUs were shared: other processes used {share:.0%} of their time during the "
-        "measurement, so the CPU timings are slower and noisier than on an idle machine"
+        f"measurement{hypervisor}, so the CPU timings are slower and noisier than on an idle "
+        "machine"
     )
