@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,7 +80,7 @@ def test_evaluate_without_data_scores_the_scenes_the_run_trained_on(trained):
     assert json.loads(result.output)["map50"] == pytest.approx(trained.test_map50, abs=2e-3)
 
 
-def test_evaluate_asks_a_detector_run_for_detection_data(trained):
+def test_evaluate_asks_a_detector_run_for_detection_data(trained, tmp_path):
     from typer.testing import CliRunner
 
     from cnnlab.cli import app
@@ -89,6 +90,15 @@ def test_evaluate_asks_a_detector_run_for_detection_data(trained):
         assert result.exit_code == 2, result.output
         assert "holds a detector: --data must be a folder of detection data" in result.output
         assert f"Received: --data={data}" in result.output
+    # a copy of the run whose scenes were deleted since, evaluated without --data
+    moved = tmp_path / "run"
+    shutil.copytree(trained.run_dir, moved)
+    report = json.loads((moved / "report.json").read_text())
+    report["data"]["source"] = str(tmp_path / "deleted-scenes")
+    (moved / "report.json").write_text(json.dumps(report))
+    result = CliRunner().invoke(app, ["evaluate", str(moved)])
+    assert result.exit_code == 2, result.output
+    assert f"Received: no --data, and {tmp_path / 'deleted-scenes'} is gone" in result.output
 
 
 def test_the_checkpoint_describes_a_detector_run(trained):

@@ -165,15 +165,15 @@ def evaluate_command(
     from cnnlab.detect.datasets import is_detection_folder
 
     trained_on = _trained_detection_folder(run)  # a detector's own scenes; None for a classifier
-    if data is None:
-        data = trained_on
-    if data is not None and (trained_on is not None or is_detection_folder(data)):
-        if trained_on is not None and not Path(data).is_dir():
-            raise ValueError(
-                f"{run} holds a detector: --data must be a folder of detection data (what "
-                f"`cnnlab data scenes` writes, YOLO or COCO), like the {trained_on} it trained "
-                f"on. Received: --data={data}"
-            )
+    if trained_on is not None and not Path(data or trained_on).is_dir():
+        given = f"--data={data}" if data is not None else f"no --data, and {trained_on} is gone"
+        raise ValueError(
+            f"{run} holds a detector: --data must be a folder of detection data (what "
+            f"`cnnlab data scenes` writes, YOLO or COCO), like the {trained_on} it trained "
+            f"on. Received: {given}"
+        )
+    data = trained_on if data is None else data
+    if trained_on is not None or (data is not None and is_detection_folder(data)):
         from cnnlab.cli.detect_evaluate import evaluate_detection
 
         evaluate_detection(run, Path(data), split.value, min(batch_size, 32), json_output)
