@@ -15,7 +15,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cnnlab.cli import app
-from cnnlab.detect.draw import class_color
+from cnnlab.detect.draw import class_color, draw_boxes
 from cnnlab.models import create_model
 from cnnlab.train.checkpoint import CHECKPOINT_NAME
 
@@ -157,3 +157,13 @@ def test_names_too_few_for_the_classes(files):
     assert (
         "--names" in result.stderr and "1 names" in result.stderr and "2 classes" in result.stderr
     )
+
+
+def test_a_label_at_the_right_edge_is_moved_left_to_be_read_whole():
+    black = Image.new("RGB", (100, 60))
+    rows = torch.tensor([[88.0, 30.0, 99.0, 50.0, 0.73, 1.0]])  # a narrow box at the right edge
+    drawn = np.asarray(draw_boxes(black, rows, ["a", "a long name"], 2))
+    color = class_color(1, 2)
+    band = np.flatnonzero((drawn[22] == color).all(-1))  # the label's band, above the box
+    assert band.max() == 99 and band.min() < 60  # ends at the edge, starts well left of the box
+    assert (drawn[22, band.min() : 100] != 0).any(-1).all()  # one unbroken band

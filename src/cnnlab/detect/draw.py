@@ -50,9 +50,10 @@ def draw_boxes(
         text = f"{names[int(cls)]} {score * 100:.0f}%"
         tl, tt, tr, tb = draw.textbbox((0, 0), text, font=font)
         band_top = top - (tb - tt) - 4 if top - (tb - tt) - 4 >= 0 else top
-        band = (left, band_top, left + (tr - tl) + 4, band_top + (tb - tt) + 4)
+        band_left = max(0, min(left, canvas.width - (tr - tl) - 4))  # a box at the right edge
+        band = (band_left, band_top, band_left + (tr - tl) + 4, band_top + (tb - tt) + 4)
         draw.rectangle(band, fill=color)
-        draw.text((left + 2 - tl, band_top + 2 - tt), text, fill=(0, 0, 0), font=font)
+        draw.text((band_left + 2 - tl, band_top + 2 - tt), text, fill=(0, 0, 0), font=font)
     return canvas
 
 
