@@ -59,7 +59,12 @@ from cnnlab.detect.detector import (
 from cnnlab.detect.scene_files import encode_png
 from cnnlab.detect.scenes import SceneConfig, generate_split
 from cnnlab.models import create_model
-from cnnlab.runtime.contention import CpuCounters, others_cpu_share, steal_cpu_share
+from cnnlab.runtime.contention import (
+    STEAL_SHARE,
+    CpuCounters,
+    others_cpu_share,
+    steal_cpu_share,
+)
 from cnnlab.runtime.context import software_context
 from cnnlab.runtime.devices import cpu_name
 from cnnlab.runtime.files import write_json
@@ -304,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"load average {load_before[0]:.2f} before, {load['loadavg_after'][0]:.2f} after"
         + (f"; other processes used {share:.0%} of the CPUs" if share is not None else "")
-        + (f" ({steal:.0%} steal time: the hypervisor's)" if steal else "")
+        + (f" ({steal:.0%} steal time: the hypervisor's)" if (steal or 0) >= STEAL_SHARE else "")
     )
     print(
         f"{'model':<13}{'input':>10}  {'from':<12}{'FPS':>7}{'ms/image':>10}{'forward ms':>12}"

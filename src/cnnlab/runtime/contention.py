@@ -55,6 +55,7 @@ def steal_cpu_share(start: CpuCounters | None, end: CpuCounters | None) -> float
 
 
 BUSY_SHARE = 0.1  # others' share of the CPUs above which a result warns that the CPU was shared
+STEAL_SHARE = 0.005  # the hypervisor's share of the CPUs from which a warning names it
 
 
 def busy_note(share: float | None, steal: float | None = None) -> str | None:
@@ -64,7 +65,7 @@ def busy_note(share: float | None, steal: float | None = None) -> str | None:
         return None
     hypervisor = (
         f" ({steal:.0%} of it steal time: the hypervisor ran other virtual machines on them)"
-        if steal is not None and steal >= 0.005
+        if steal is not None and steal >= STEAL_SHARE
         else ""
     )
     return (
