@@ -60,10 +60,10 @@ from cnnlab.detect.scene_files import encode_png
 from cnnlab.detect.scenes import SceneConfig, generate_split
 from cnnlab.models import create_model
 from cnnlab.runtime.contention import (
-    STEAL_SHARE,
     CpuCounters,
     others_cpu_share,
     steal_cpu_share,
+    steal_note,
 )
 from cnnlab.runtime.context import software_context
 from cnnlab.runtime.devices import cpu_name
@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"load average {load_before[0]:.2f} before, {load['loadavg_after'][0]:.2f} after"
         + (f"; other processes used {share:.0%} of the CPUs" if share is not None else "")
-        + (f" ({steal:.0%} steal time: the hypervisor's)" if (steal or 0) >= STEAL_SHARE else "")
+        + steal_note(steal)
     )
     print(
         f"{'model':<13}{'input':>10}  {'from':<12}{'FPS':>7}{'ms/image':>10}{'forward ms':>12}"

@@ -40,22 +40,36 @@ class CpuCounters:
 def others_cpu_share(start: CpuCounters | None, end: CpuCounters | None) -> float | None:
     """The share of all CPUs' time between two readings that other processes (or the hypervisor)
     used: high means this machine's CPU timings are slower and noisier than on an idle one."""
-    if start is None or end is None or end.total <= start.total:
+    if start is None or end is None:
         return None
-    others = (end.busy - start.busy) - (end.own - start.own)
-    return min(1.0, max(0.0, others / (end.total - start.total)))
+    return _share(start, end, (end.busy - start.busy) - (end.own - start.own))
 
 
 def steal_cpu_share(start: CpuCounters | None, end: CpuCounters | None) -> float | None:
     """The share of all CPUs' time between two readings that the hypervisor gave to other
     virtual machines (steal time, part of ``others_cpu_share``): a host busy outside this VM."""
-    if start is None or end is None or end.total <= start.total:
+    if start is None or end is None:
         return None
-    return min(1.0, max(0.0, (end.steal - start.steal) / (end.total - start.total)))
+    return _share(start, end, end.steal - start.steal)
+
+
+def _share(start: CpuCounters, end: CpuCounters, seconds: float) -> float | None:
+    """``seconds`` of CPU time as a share (0..1) of all CPUs' time between two readings."""
+    if end.total <= start.total:
+        return None
+    return min(1.0, max(0.0, seconds / (end.total - start.total)))
 
 
 BUSY_SHARE = 0.1  # others' share of the CPUs above which a result warns that the CPU was shared
 STEAL_SHARE = 0.005  # the hypervisor's share of the CPUs from which a warning names it
+
+
+def steal_note(steal: float | None) -> str:
+    """`` (N% of it steal time: ...)`` where the hypervisor took at least ``STEAL_SHARE`` of the
+    CPUs (``steal_cpu_share``), else ``""``: what a shared-CPU message adds about the host."""
+    if steal is None or steal < STEAL_SHARE:
+        return ""
+    return f" ({steal:.0%} of it steal time: the hypervisor ran other virtual machines on them)"
 
 
 def busy_note(share: float | None, steal: float | None = None) -> str | None:
@@ -63,13 +77,8 @@ def busy_note(share: float | None, steal: float | None = None) -> str | None:
     ``steal`` (``steal_cpu_share``) says how much of that the hypervisor took."""
     if share is None or share <= BUSY_SHARE:
         return None
-    hypervisor = (
-        f" ({steal:.0%} of it steal time: the hypervisor ran other virtual machines on them)"
-        if steal is not None and steal >= STEAL_SHARE
-        else ""
-    )
     return (
         f"the CPUs were shared: other processes used {share:.0%} of their time during the "
-        f"measurement{hypervisor}, so the CPU timings are slower and noisier than on an idle "
-        "machine"
+        f"measurement{steal_note(steal)}, so the CPU timings are slower and noisier than on an "
+        "idle machine"
     )

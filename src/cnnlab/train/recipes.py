@@ -60,11 +60,11 @@ LARGE_CNN_NO_BATCHNORM = {**LARGE_CNN, "lr": 0.01}
 # the device computes bf16 in hardware (default_config), which made yolo-scenes' steps 1.8x
 # faster than float32 on this project's 2-core Xeon (AMX). Batch 16 gives twice the updates
 # of 32 at ~6% fewer scenes/s there; 6 epochs of yolo-scenes reached mAP@0.5 0.868 at batch
-# 16 against 0.858 at 32 (lr 2e-3 both), and 0.876 with lr 3e-3. 9 epochs: there the same
-# 500 steps took 56 to 148 s as the host's speed moved (the results are the same every run),
-# and 9 epochs reached mAP@0.5 0.903 / mAP@[.5:.95] 0.681 in 645 s, where 10 reached 0.907 /
-# 0.686 in 863 s one day and 916 s another: 9 keeps the 15 minutes the scenes' target allows
-# on a 2-core CPU also on a slow day.
+# 16 against 0.858 at 32 (lr 2e-3 both), and 0.876 with lr 3e-3. 9 epochs reached mAP@0.5
+# 0.903 / mAP@[.5:.95] 0.681 in 645 s of training there; 10 reached 0.907 / 0.686 in 863 s and,
+# hours later, in 916 s: the results repeat to the last digit but the host's speed does not
+# (the same 500 steps took 56 to 148 s), and 9 keeps the 15 minutes the scenes' target allows
+# on a 2-core CPU also on a slow hour.
 DETECTOR = {
     "optimizer": "adamw",
     "lr": 3e-3,
